@@ -1,0 +1,135 @@
+"""What the siren and the lamps do at each moment, from the warning state alone.
+
+Pure and time-driven: `render(now)` gives the on/off state of every output, so the output thread
+can run it every tick and tests can check exact pin histories without sleeping.
+
+- Each warning level has a lamp (`amber`, `red`, `red-blink`) and a siren pattern (`off` or a
+  named on/off cycle; `off_s = 0` is continuous). A pattern starts with the siren on.
+- Any active fault blinks the amber lamp (over a steady amber): the gauge needs a technician.
+- The green lamp is a heartbeat: a short flash every `heartbeat_s` while the agent runs.
+- Duty limit: after `siren_max_on_s` of continuous sound the siren rests `siren_rest_s`
+  (sirens and their amplifiers overheat), then resumes its pattern.
+- The silence button mutes the siren for `silence_s`; a higher warning sounds it again at once.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from agent.config import Config
+
+BLINK_PERIOD_S = 1.0        # red-blink and the fault blink: 0.5 s on, 0.5 s off
+HEARTBEAT_FLASH_S = 0.2
+
+
+class Frame:
+    """The state of every output at one moment."""
+
+    __slots__ = ("siren", "green", "amber", "red")
+
+    def __init__(self, siren: bool, green: bool, amber: bool, red: bool):
+        self.siren, self.green, self.amber, self.red = siren, green, amber, red
+
+    def as_tuple(self) -> tuple[bool, bool, bool, bool]:
+        return (self.siren, self.green, self.amber, self.red)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Frame) and self.as_tuple() == other.as_tuple()
+
+    def __repr__(self) -> str:
+        return "Frame(siren={}, green={}, amber={}, red={})".format(*self.as_tuple())
+
+
+def _blink_on(now: float, since: float, period: float) -> bool:
+    return (now - since) % period < period / 2
+
+
+class Annunciator:
+    """Thread-safe: the sampling thread sets the alarm, the button thread silences, the output
+    thread renders."""
+
+    def __init__(self, config: Config, start: float):
+        self.config = config
+        outputs = config.outputs
+        self.silence_s = outputs.silence_s
+        self.max_on_s = outputs.siren_max_on_s
+        self.rest_s = outputs.siren_rest_s
+        self.heartbeat_s = outputs.heartbeat_s
+        self.start = start
+        self._lock = threading.Lock()
+        self.warning = 0
+        self.faults: tuple[str, ...] = ()
+        self.pattern_name = "off"
+        self.pattern_since = start
+        self.silenced_until: float | None = None
+        self.silenced_warning = 0
+        self._siren_on_since: float | None = None   # for the duty limit
+        self._rest_until: float | None = None
+
+    def set_alarm(self, now: float, warning: int, faults: list[str] | tuple[str, ...]) -> None:
+        with self._lock:
+            if warning > self.silenced_warning:
+                self.silenced_until = None  # escalation re-sounds a silenced siren
+            pattern = self.config.siren_pattern_for(warning)
+            if pattern != self.pattern_name:
+                self.pattern_name = pattern
+                self.pattern_since = now
+            self.warning = warning
+            self.faults = tuple(faults)
+
+    def silence(self, now: float) -> bool:
+        """The silence button. Returns True if it silenced a sounding alarm."""
+        with self._lock:
+            if self.pattern_name == "off":
+                return False
+            self.silenced_until = now + self.silence_s
+            self.silenced_warning = self.warning
+            return True
+
+    def silenced(self, now: float) -> bool:
+        with self._lock:
+            return self.silenced_until is not None and now < self.silenced_until
+
+    def render(self, now: float) -> Frame:
+        with self._lock:
+            siren = self._siren(now)
+            lamp = self.config.lamp_for(self.warning)
+            red = lamp == "red" or (lamp == "red-blink"
+                                    and _blink_on(now, self.pattern_since, BLINK_PERIOD_S))
+            if self.faults:
+                amber = _blink_on(now, self.start, BLINK_PERIOD_S)
+            else:
+                amber = lamp == "amber"
+            green = (now - self.start) % self.heartbeat_s < HEARTBEAT_FLASH_S
+            return Frame(siren, green, amber, red)
+
+    def _siren(self, now: float) -> bool:
+        wanted = self._pattern_on(now)
+        if self.silenced_until is not None:
+            if now < self.silenced_until:
+                wanted = False
+            else:
+                self.silenced_until = None
+        if self._rest_until is not None:
+            if now < self._rest_until:
+                wanted = False
+            else:
+                self._rest_until = None
+        if wanted:
+            if self._siren_on_since is None:
+                self._siren_on_since = now
+            elif now - self._siren_on_since >= self.max_on_s:
+                self._rest_until = now + self.rest_s
+                self._siren_on_since = None
+                wanted = False
+        else:
+            self._siren_on_since = None
+        return wanted
+
+    def _pattern_on(self, now: float) -> bool:
+        if self.pattern_name == "off":
+            return False
+        pattern = self.config.pattern(self.pattern_name)
+        if pattern is None or pattern.off_s == 0:
+            return True  # continuous; an unknown name cannot pass check-config, sound anyway
+        return (now - self.pattern_since) % (pattern.on_s + pattern.off_s) < pattern.on_s

@@ -1,0 +1,579 @@
+"""Configuration: TOML in, frozen dataclasses out, every problem reported at once.
+
+The dataclasses below are the schema. Their defaults are the embedded configuration that
+`gauge-agent run --simulate` uses without a file. Every key a file may hold is a field here;
+anything else is an error with a did-you-mean, because a misspelt threshold that is silently
+ignored is how a gauge ends up warning at the wrong level.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import os
+import re
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from agent.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("/etc/gauge-agent/config.toml")
+CALIBRATION_FILE_NAME = "calibration.toml"
+
+SENSOR_KINDS = ("hcsr04", "serial-ultrasonic", "modbus-pressure", "simulated")
+LAMPS = ("off", "amber", "red", "red-blink")
+SCENARIOS = ("calm", "flash-flood", "slow-rise", "noisy", "object-in-beam", "outage")
+
+
+# A rule checks one value. It returns None when the value is fine, or the words for what is allowed.
+Rule = Callable[[Any], "str | None"]
+
+
+def _rule(check: Rule) -> dict:
+    return {"check": check}
+
+
+def positive(value: float) -> str | None:
+    return None if value > 0 else "must be greater than 0"
+
+
+def non_negative(value: float) -> str | None:
+    return None if value >= 0 else "must be 0 or more"
+
+
+def at_least(minimum: float) -> Rule:
+    return lambda value: None if value >= minimum else f"must be at least {minimum}"
+
+
+def one_of(*choices: str) -> Rule:
+    allowed = ", ".join(repr(c) for c in choices)
+    return lambda value: None if value in choices else f"must be one of {allowed}"
+
+
+def bcm_pin(value: int) -> str | None:
+    return None if 0 <= value <= 27 else "must be a BCM GPIO number from 0 to 27"
+
+
+def level_name(value: str) -> str | None:
+    if value == "normal":
+        return "'normal' is the state below the first level; choose another name"
+    return None if re.fullmatch(r"[a-z][a-z0-9_-]{0,31}", value) else (
+        "must be a lower-case name (letters, digits, '-', '_'), e.g. 'siaga'")
+
+
+# --------------------------------------------------------------------------------------------
+# Schema (defaults = the embedded configuration)
+
+
+@dataclass(frozen=True)
+class StationConfig:
+    id: str = field(default="benanga-01", metadata=_rule(
+        lambda v: None if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", v)
+        else "must be 1-64 letters, digits, '.', '_' or '-'"))
+    name: str = "Bendungan Benanga"
+
+
+@dataclass(frozen=True)
+class SimulatedSensorConfig:
+    scenario: str = field(default="flash-flood", metadata=_rule(one_of(*SCENARIOS)))
+    time_scale: float = field(default=1.0, metadata=_rule(positive))  # scenario seconds per real second
+    seed: int = 1
+    spike_probability: float = field(default=0.01, metadata=_rule(
+        lambda v: None if 0 <= v <= 1 else "must be a probability from 0 to 1"))
+    no_echo_probability: float = field(default=0.02, metadata=_rule(
+        lambda v: None if 0 <= v <= 1 else "must be a probability from 0 to 1"))
+    noise_m: float = field(default=0.005, metadata=_rule(non_negative))
+    repeat: bool = True  # start the scenario again when it ends
+
+
+@dataclass(frozen=True)
+class SensorConfig:
+    kind: str = field(default="simulated", metadata=_rule(one_of(*SENSOR_KINDS)))
+    interval_s: float = field(default=10.0, metadata=_rule(positive))
+    alarm_interval_s: float = field(default=2.0, metadata=_rule(positive))
+    burst: int = field(default=5, metadata=_rule(at_least(1)))
+    min_range_m: float = field(default=0.25, metadata=_rule(non_negative))
+    max_range_m: float = field(default=4.0, metadata=_rule(positive))
+    invalid_values: tuple[float, ...] = ()
+    fail_to_fault: int = field(default=3, metadata=_rule(at_least(1)))
+    simulated: SimulatedSensorConfig = SimulatedSensorConfig()
+
+
+@dataclass(frozen=True)
+class CalibrationConfig:
+    sensor_elevation_m: float = 10.40
+    offset_m: float = 0.0
+    scale: float = field(default=1.0, metadata=_rule(lambda v: None if v != 0 else "must not be 0"))
+
+
+@dataclass(frozen=True)
+class FilterConfig:
+    window: int = field(default=5, metadata=_rule(at_least(1)))
+    max_rate_m_per_min: float = field(default=0.5, metadata=_rule(positive))
+    noise_m: float = field(default=0.05, metadata=_rule(non_negative))
+    acquire_samples: int = field(default=3, metadata=_rule(at_least(1)))
+    reject_to_fault_s: float = field(default=300.0, metadata=_rule(non_negative))
+    stuck_after_s: float = field(default=21600.0, metadata=_rule(non_negative))  # 0 = off
+    stuck_tolerance_m: float = field(default=0.0, metadata=_rule(non_negative))
+
+
+@dataclass(frozen=True)
+class LevelConfig:
+    name: str = field(default="", metadata=_rule(level_name))
+    above_m: float = 0.0
+    # What the outputs do at this level. Empty = the default for its position (see below).
+    siren: str = ""
+    lamp: str = field(default="", metadata=_rule(one_of("", *LAMPS)))
+
+
+@dataclass(frozen=True)
+class RateConfig:
+    enabled: bool = True
+    rise_m_per_h: float = field(default=0.05, metadata=_rule(positive))
+    clear_m_per_h: float = field(default=-1.0)  # negative = half of rise_m_per_h
+    window_s: float = field(default=1800.0, metadata=_rule(positive))
+    raises: str = "waspada"
+
+    @property
+    def effective_clear_m_per_h(self) -> float:
+        return self.clear_m_per_h if self.clear_m_per_h >= 0 else self.rise_m_per_h / 2
+
+
+DEFAULT_LEVELS = (
+    LevelConfig(name="waspada", above_m=7.50),
+    LevelConfig(name="siaga", above_m=7.90),
+    LevelConfig(name="awas", above_m=8.50),
+)
+
+
+@dataclass(frozen=True)
+class AlarmConfig:
+    deadband_m: float = field(default=0.05, metadata=_rule(non_negative))
+    on_delay_s: float = field(default=0.0, metadata=_rule(non_negative))
+    off_delay_s: float = field(default=900.0, metadata=_rule(non_negative))
+    stale_after_s: float = field(default=120.0, metadata=_rule(positive))
+    levels: tuple[LevelConfig, ...] = DEFAULT_LEVELS
+    rate: RateConfig = RateConfig()
+
+
+@dataclass(frozen=True)
+class SirenPattern:
+    name: str = ""
+    on_s: float = field(default=1.0, metadata=_rule(positive))
+    off_s: float = field(default=0.0, metadata=_rule(non_negative))  # 0 = continuous
+
+
+DEFAULT_SIREN_PATTERNS = (
+    SirenPattern(name="intermittent", on_s=5.0, off_s=25.0),
+    SirenPattern(name="continuous", on_s=1.0, off_s=0.0),
+)
+
+
+@dataclass(frozen=True)
+class OutputsConfig:
+    siren_pin: int = field(default=17, metadata=_rule(bcm_pin))
+    siren_active_high: bool = True
+    green_led_pin: int = field(default=22, metadata=_rule(bcm_pin))
+    amber_led_pin: int = field(default=23, metadata=_rule(bcm_pin))
+    red_led_pin: int = field(default=24, metadata=_rule(bcm_pin))
+    silence_button_pin: int = field(default=27, metadata=_rule(bcm_pin))
+    silence_s: float = field(default=600.0, metadata=_rule(non_negative))
+    siren_max_on_s: float = field(default=300.0, metadata=_rule(positive))
+    siren_rest_s: float = field(default=30.0, metadata=_rule(non_negative))
+    heartbeat_s: float = field(default=5.0, metadata=_rule(positive))
+    siren_patterns: tuple[SirenPattern, ...] = DEFAULT_SIREN_PATTERNS
+
+
+@dataclass(frozen=True)
+class UplinkConfig:
+    url: str = ""  # empty: store only
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    state_dir: str = "/var/lib/gauge-agent"
+    runtime_dir: str = "/run/gauge-agent"  # tmpfs: the status file is rewritten every sample
+
+
+@dataclass(frozen=True)
+class Config:
+    station: StationConfig = StationConfig()
+    sensor: SensorConfig = SensorConfig()
+    calibration: CalibrationConfig = CalibrationConfig()
+    filter: FilterConfig = FilterConfig()
+    alarm: AlarmConfig = AlarmConfig()
+    outputs: OutputsConfig = OutputsConfig()
+    uplink: UplinkConfig = UplinkConfig()
+    storage: StorageConfig = StorageConfig()
+
+    # -- derived views used by the engine and the outputs ---------------------------------
+    def level_names(self) -> list[str]:
+        return [level.name for level in self.alarm.levels]
+
+    def siren_pattern_for(self, index: int) -> str:
+        """Siren pattern name for warning index (0 = normal, i = alarm.levels[i-1])."""
+        if index == 0:
+            return "off"
+        level = self.alarm.levels[index - 1]
+        if level.siren:
+            return level.siren
+        return _default_outputs(index, len(self.alarm.levels))[0]
+
+    def lamp_for(self, index: int) -> str:
+        if index == 0:
+            return "off"
+        level = self.alarm.levels[index - 1]
+        return level.lamp or _default_outputs(index, len(self.alarm.levels))[1]
+
+    def pattern(self, name: str) -> SirenPattern | None:
+        return next((p for p in self.outputs.siren_patterns if p.name == name), None)
+
+
+def _default_outputs(index: int, count: int) -> tuple[str, str]:
+    """Indonesian practice: lamps at the lower levels, the siren at danger.
+
+    The highest level sounds continuously with a blinking red lamp, the one below it (when there
+    are three or more) sounds intermittently with a steady red lamp, the rest light amber only.
+    """
+    if index == count:
+        return "continuous", "red-blink"
+    if index == count - 1 and count >= 3:
+        return "intermittent", "red"
+    return "off", "amber"
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: typing.Sequence[str] = (),
+                *, use_calibration_file: bool = True) -> Config:
+    """Read `path` (None = embedded defaults), merge calibration.toml and `--set` overrides.
+
+    Raises ConfigError listing every problem found, one line each.
+    """
+    data: dict = {}
+    problems: list[str] = []
+    if path is not None:
+        path = Path(path)
+        data = _read_toml(path, problems)
+        calibration_path = path.parent / CALIBRATION_FILE_NAME
+        if use_calibration_file and calibration_path.is_file():
+            calibration = _read_toml(calibration_path, problems)
+            extra = sorted(set(calibration) - {"calibration"})
+            for key in extra:
+                problems.append(f"{calibration_path}: [{key}] does not belong in a calibration file"
+                                " (only [calibration])")
+            if "calibration" in calibration:
+                merged = dict(data.get("calibration", {}))
+                merged.update(calibration["calibration"])
+                data["calibration"] = merged
+    for override in overrides:
+        _apply_override(data, override, problems)
+    if problems:
+        raise ConfigError(problems)
+    return build_config(data)
+
+
+def build_config(data: dict) -> Config:
+    problems: list[str] = []
+    config = _build(Config, data, "", problems)
+    if not problems:
+        _check_relations(config, problems)
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def _read_toml(path: Path, problems: list[str]) -> dict:
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        problems.append(f"{path}: no such file (pass --config PATH, or create it from the"
+                        " config.toml template)")
+    except PermissionError:
+        problems.append(f"{path}: not readable by this user (check its permissions)")
+    except IsADirectoryError:
+        problems.append(f"{path}: is a directory, not a configuration file")
+    except tomllib.TOMLDecodeError as error:
+        problems.append(f"{path}: not valid TOML: {error}")
+    except UnicodeDecodeError:
+        problems.append(f"{path}: not UTF-8 text")
+    return {}
+
+
+_KEY_PART = re.compile(r"([A-Za-z_][A-Za-z0-9_-]*)(?:\[(\d+)\])?")
+
+
+def _apply_override(data: dict, override: str, problems: list[str]) -> None:
+    """Apply one `--set KEY=VALUE` (VALUE in TOML syntax, KEY like alarm.levels[1].above_m)."""
+    key, sep, raw_value = override.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        problems.append(f"--set {override!r}: must look like KEY=VALUE, e.g. alarm.on_delay_s=30")
+        return
+    try:
+        value = tomllib.loads(f"v = {raw_value.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        problems.append(f"--set {key}: {raw_value.strip()!r} is not a TOML value"
+                        " (quote strings: name=\"x\"; numbers and [lists] as is)")
+        return
+    parts = key.split(".")
+    target: Any = data
+    for position, part in enumerate(parts):
+        match = _KEY_PART.fullmatch(part)
+        if not match:
+            problems.append(f"--set {key}: {part!r} is not a key name")
+            return
+        name, index = match.group(1), match.group(2)
+        last = position == len(parts) - 1
+        if not isinstance(target, dict):
+            problems.append(f"--set {key}: {'.'.join(parts[:position])} is not a table")
+            return
+        if index is None:
+            if last:
+                target[name] = value
+            else:
+                target = target.setdefault(name, {})
+            continue
+        if name not in target:
+            target[name] = _default_list_as_toml(parts[:position] + [name])
+        items = target[name]
+        if not isinstance(items, list) or int(index) >= len(items):
+            problems.append(f"--set {key}: {'.'.join(parts[:position] + [name])} has no item"
+                            f" [{index}]")
+            return
+        if last:
+            items[int(index)] = value
+        else:
+            target = items[int(index)]
+
+
+def _default_list_as_toml(path: list[str]) -> list:
+    """The embedded default for a list of tables, as plain data, so `--set x[1].y=` can edit it."""
+    node: Any = Config()
+    for part in path:
+        node = getattr(node, part)
+    return [_as_plain(item) for item in node]
+
+
+def _as_plain(node: Any) -> Any:
+    if dataclasses.is_dataclass(node):
+        return {f.name: _as_plain(getattr(node, f.name)) for f in dataclasses.fields(node)}
+    if isinstance(node, tuple):
+        return [_as_plain(item) for item in node]
+    return node
+
+
+# Types whose TOML form is a table keyed by name rather than a list.
+_NAMED_TABLES = {SirenPattern}
+
+
+def _build(cls: type, data: Any, path: str, problems: list[str]) -> Any:
+    if not isinstance(data, dict):
+        problems.append(f"{path or 'configuration'}: {_show(data)} must be a table")
+        return cls()
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in fields:
+            problems.append(_unknown_key(path, key, list(fields)))
+    values: dict[str, Any] = {}
+    for name, spec in fields.items():
+        if name not in data:
+            continue
+        key_path = f"{path}.{name}" if path else name
+        value = _convert(data[name], hints[name], key_path, problems, spec.default)
+        if value is _INVALID:
+            continue
+        check = spec.metadata.get("check")
+        if check is not None:
+            complaint = check(value)
+            if complaint:
+                problems.append(f"{key_path}: {_show(data[name])} {complaint}")
+                continue
+        values[name] = value
+    return cls(**values)
+
+
+_INVALID = object()
+
+
+def _convert(value: Any, hint: Any, path: str, problems: list[str], default: Any) -> Any:
+    origin = typing.get_origin(hint)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        problems.append(f"{path}: {_show(value)} must be true or false")
+        return _INVALID
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                problems.append(f"{path}: {_show(value)} must be a finite number")
+                return _INVALID
+            return float(value)
+        problems.append(f"{path}: {_show(value)} must be a number")
+        return _INVALID
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        problems.append(f"{path}: {_show(value)} must be a whole number")
+        return _INVALID
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        problems.append(f"{path}: {_show(value)} must be a string (in quotes)")
+        return _INVALID
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, path, problems)
+    if origin is tuple:
+        item_hint = typing.get_args(hint)[0]
+        if item_hint in _NAMED_TABLES:
+            if not isinstance(value, dict):
+                problems.append(f"{path}: {_show(value)} must be a table of named entries,"
+                                f" e.g. [{path}.NAME]")
+                return _INVALID
+            return tuple(_build(item_hint, {**entry, "name": name} if isinstance(entry, dict)
+                                else entry, f"{path}.{name}", problems)
+                         for name, entry in value.items())
+        if not isinstance(value, list):
+            problems.append(f"{path}: {_show(value)} must be a list")
+            return _INVALID
+        items = [_convert(item, item_hint, f"{path}[{i}]", problems, None)
+                 for i, item in enumerate(value)]
+        return _INVALID if any(item is _INVALID for item in items) else tuple(items)
+    raise TypeError(f"config schema has an unsupported type at {path}: {hint!r}")
+
+
+def _unknown_key(path: str, key: str, known: list[str]) -> str:
+    where = f"{path}.{key}" if path else key
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}?" if close else f"known keys here: {', '.join(known)}"
+    return f"{where}: unknown key ({hint})"
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "a table"
+    return str(value)
+
+
+def _check_relations(config: Config, problems: list[str]) -> None:
+    """Rules that span several keys."""
+    sensor, alarm, outputs = config.sensor, config.alarm, config.outputs
+    if sensor.max_range_m <= sensor.min_range_m:
+        problems.append(f"sensor.max_range_m: {sensor.max_range_m} must be above"
+                        f" sensor.min_range_m ({sensor.min_range_m})")
+    if sensor.alarm_interval_s > sensor.interval_s:
+        problems.append(f"sensor.alarm_interval_s: {sensor.alarm_interval_s} must not be longer"
+                        f" than sensor.interval_s ({sensor.interval_s}): sample faster in alarm,"
+                        " not slower")
+    levels = alarm.levels
+    if not 1 <= len(levels) <= 6:
+        problems.append(f"alarm.levels: {len(levels)} levels given; 1 to 6 are allowed")
+    seen: dict[str, int] = {}
+    for i, level in enumerate(levels):
+        if not level.name:
+            problems.append(f"alarm.levels[{i}].name: missing; every level needs a name")
+        elif level.name in seen:
+            problems.append(f"alarm.levels[{i}].name: {level.name!r} is already the name of"
+                            f" alarm.levels[{seen[level.name]}]")
+        seen.setdefault(level.name, i)
+        if i > 0 and level.above_m <= levels[i - 1].above_m:
+            problems.append(f"alarm.levels[{i}].above_m: {level.above_m} must be above"
+                            f" alarm.levels[{i - 1}].above_m ({levels[i - 1].above_m})")
+        pattern_names = [p.name for p in outputs.siren_patterns]
+        if level.siren and level.siren != "off" and level.siren not in pattern_names:
+            problems.append(f"alarm.levels[{i}].siren: {level.siren!r} must be 'off' or a pattern"
+                            f" from outputs.siren_patterns ({', '.join(pattern_names)})")
+    for i in range(1, len(levels)):
+        gap = levels[i].above_m - levels[i - 1].above_m
+        if 0 < gap <= alarm.deadband_m:
+            problems.append(f"alarm.deadband_m: {alarm.deadband_m} must be smaller than the gap"
+                            f" between alarm.levels[{i - 1}] and alarm.levels[{i}] ({gap:.3f})")
+    rate = alarm.rate
+    if rate.enabled:
+        if rate.raises not in seen:
+            problems.append(f"alarm.rate.raises: {rate.raises!r} must be one of the level names"
+                            f" ({', '.join(level.name for level in levels)})")
+        if rate.effective_clear_m_per_h >= rate.rise_m_per_h:
+            problems.append(f"alarm.rate.clear_m_per_h: {rate.clear_m_per_h} must be below"
+                            f" alarm.rate.rise_m_per_h ({rate.rise_m_per_h})")
+    pattern_seen: set[str] = set()
+    for pattern in outputs.siren_patterns:
+        if pattern.name == "off" or not re.fullmatch(r"[a-z][a-z0-9_-]{0,31}", pattern.name):
+            problems.append(f"outputs.siren_patterns.{pattern.name}: the name must be lower-case"
+                            " letters, digits, '-' or '_', and not 'off'")
+        pattern_seen.add(pattern.name)
+    pins = {
+        "outputs.siren_pin": outputs.siren_pin,
+        "outputs.green_led_pin": outputs.green_led_pin,
+        "outputs.amber_led_pin": outputs.amber_led_pin,
+        "outputs.red_led_pin": outputs.red_led_pin,
+        "outputs.silence_button_pin": outputs.silence_button_pin,
+    }
+    by_pin: dict[int, str] = {}
+    for key, pin in pins.items():
+        if pin in by_pin:
+            problems.append(f"{key}: {pin} is already used by {by_pin[pin]}")
+        by_pin.setdefault(pin, key)
+    if config.sensor.kind != "modbus-pressure" and config.calibration.sensor_elevation_m <= 0:
+        problems.append(f"calibration.sensor_elevation_m: {config.calibration.sensor_elevation_m}"
+                        " must be above 0 for a distance sensor (the level of the sensor face)")
+
+
+# --------------------------------------------------------------------------------------------
+# Printing the effective configuration (check-config)
+
+
+def to_toml(config: Config) -> str:
+    lines: list[str] = []
+    for section in dataclasses.fields(config):
+        _emit_table(getattr(config, section.name), section.name, lines)
+    return "\n".join(lines).strip() + "\n"
+
+
+def _emit_table(node: Any, path: str, lines: list[str]) -> None:
+    scalars, tables = [], []
+    for f in dataclasses.fields(node):
+        value = getattr(node, f.name)
+        if dataclasses.is_dataclass(value) or (isinstance(value, tuple) and value
+                                               and dataclasses.is_dataclass(value[0])):
+            tables.append((f.name, value))
+        else:
+            scalars.append((f.name, value))
+    lines.append(f"\n[{path}]")
+    for name, value in scalars:
+        lines.append(f"{name} = {_toml_value(value)}")
+    for name, value in tables:
+        if dataclasses.is_dataclass(value):
+            _emit_table(value, f"{path}.{name}", lines)
+        elif type(value[0]) in _NAMED_TABLES:
+            for item in value:
+                lines.append(f"\n[{path}.{name}.{item.name}]")
+                lines.extend(f"{f.name} = {_toml_value(getattr(item, f.name))}"
+                             for f in dataclasses.fields(item) if f.name != "name")
+        else:
+            for item in value:
+                lines.append(f"\n[[{path}.{name}]]")
+                lines.extend(f"{f.name} = {_toml_value(getattr(item, f.name))}"
+                             for f in dataclasses.fields(item))
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return repr(value)

@@ -1,0 +1,223 @@
+"""The gauge daemon: the only place where sensor, pipeline, engine and outputs are wired together.
+
+Two threads:
+- the sampling thread (the caller's) reads the sensor every `interval_s` (`alarm_interval_s`
+  while a warning is up), runs the pipeline and the engine, and sleeps exactly until the next
+  sample or the engine's next deadline, whichever is first;
+- the output thread renders the annunciator every tick and writes the pins, so the siren keeps
+  its pattern even while a sensor read is slow.
+Nothing on the alarm path waits for the network, the disk or the wall clock: the engine runs on
+the monotonic clock, and a status file that cannot be written is logged, not fatal.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+from agent import __version__
+from agent.alarm import AlarmEngine, Event, format_utc
+from agent.annunciator import Annunciator
+from agent.config import Config
+from agent.pipeline import Measurement, Pipeline
+from agent.sensors import RawRead, SensorDriver, open_sensor
+from agent.status import StatusWriter
+
+log = logging.getLogger("gauge-agent")
+
+OUTPUT_TICK_S = 0.05
+
+
+def describe(event: Event) -> str:
+    """One log line per state change, in words a technician reads at a glance."""
+    data = event.data
+    if event.kind == "level":
+        level = data["level_m"]
+        at = f" at {level:.3f} m" if level is not None else ""
+        return f"level {data['state'].upper()} (was {data['previous']}){at}"
+    if event.kind == "rate":
+        rate = data["rise_m_per_h"]
+        rate_text = f"{rate:+.3f} m/h" if rate is not None else "unknown"
+        return f"rate alarm {'ON' if data['active'] else 'off'} ({rate_text})"
+    if event.kind == "fault":
+        return f"fault {data['fault']} {'RAISED' if data['active'] else 'cleared'}"
+    if event.kind == "siren":
+        return f"siren {data['pattern']}"
+    return f"{event.kind} {data}"
+
+
+class OutputThread(threading.Thread):
+    def __init__(self, annunciator: Annunciator, apply: Callable, clock: Callable[[], float]):
+        super().__init__(name="outputs", daemon=True)
+        self.annunciator = annunciator
+        self.apply = apply
+        self.clock = clock
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                self.apply(self.annunciator.render(self.clock()))
+            except Exception:  # noqa: BLE001 - the siren loop must survive a bad pin write
+                log.exception("output update failed; retrying")
+            self.stopping.wait(OUTPUT_TICK_S)
+
+
+class Daemon:
+    def __init__(self, config: Config, sensor: SensorDriver, apply_outputs: Callable,
+                 status: StatusWriter | None = None, clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time, simulated: bool = False):
+        self.config = config
+        self.sensor = sensor
+        self.clock = clock
+        self.wall = wall
+        self.simulated = simulated
+        start = clock()
+        self.pipeline = Pipeline(config, sensor.value_kind, sensor.unit)
+        self.engine = AlarmEngine(config, start)
+        self.annunciator = Annunciator(config, start)
+        self.output_thread = OutputThread(self.annunciator, apply_outputs, clock)
+        self.status = status
+        self.started_wall = wall()
+        self.last: Measurement | None = None
+        self.samples = 0
+
+    def _read(self) -> list[RawRead]:
+        try:
+            return self.sensor.read_burst()
+        except Exception as error:  # noqa: BLE001 - a driver bug is "no reading", not a crash
+            log.warning("sensor read failed: %s", error)
+            return [(None, "driver_error")]
+
+    def interval(self) -> float:
+        sensor = self.config.sensor
+        alarmed = self.engine.warning > 0 or self.engine.rate_active
+        return sensor.alarm_interval_s if alarmed else sensor.interval_s
+
+    def handle(self, events: list[Event]) -> None:
+        for event in events:
+            log.log(logging.WARNING if event.kind in ("level", "fault") else logging.INFO,
+                    describe(event))
+        if events:
+            self.annunciator.set_alarm(self.clock(), self.engine.warning,
+                                       self.engine.active_faults)
+
+    def sample_once(self) -> None:
+        now = self.clock()
+        self.handle(self.engine.run_until(now))
+        measurement = self.pipeline.process_burst(now, self._read())
+        self.last = measurement
+        self.samples += 1
+        self.handle(self.engine.update(measurement))
+        if self.status is not None:
+            self.status.write(self.status_record())
+
+    def status_record(self) -> dict:
+        engine, last, now = self.engine, self.last, self.clock()
+        return {
+            "station": self.config.station.id,
+            "version": __version__,
+            "pid": os.getpid(),
+            "running": True,
+            "simulated": self.simulated,
+            "updated": format_utc(self.wall()),
+            "updated_epoch": self.wall(),
+            "started": format_utc(self.started_wall),
+            "samples": self.samples,
+            "interval_s": self.interval(),
+            "level_m": None if engine.level_m is None else round(engine.level_m, 3),
+            "rate_m_per_h": None if engine.rate_m_per_h is None else round(engine.rate_m_per_h, 3),
+            "state": engine.state_name,
+            "warning": engine.warning_name,
+            "rate_active": engine.rate_active,
+            "faults": engine.active_faults,
+            "siren": {"pattern": engine.siren_pattern,
+                      "silenced": self.annunciator.silenced(now)},
+            "last_sample": None if last is None else {
+                "raw": last.raw, "level_m": None if last.level_m is None else round(last.level_m, 4),
+                "accepted": last.accepted, "reason": last.reason},
+        }
+
+    def run(self, stop: threading.Event, ready: Callable[[], None] = lambda: None) -> None:
+        self.annunciator.set_alarm(self.clock(), 0, [])
+        self.output_thread.start()
+        log.info("gauge-agent %s started: station %s, sensor %s, every %.1f s (%.1f s in alarm)",
+                 __version__, self.config.station.id,
+                 "simulated" if self.simulated else self.config.sensor.kind,
+                 self.config.sensor.interval_s, self.config.sensor.alarm_interval_s)
+        ready()
+        next_sample = self.clock()
+        try:
+            while not stop.is_set():
+                now = self.clock()
+                if now >= next_sample:
+                    self.sample_once()
+                    # Keep the schedule, but never try to catch up a backlog of samples.
+                    next_sample = max(next_sample + self.interval(), self.clock())
+                else:
+                    self.handle(self.engine.run_until(now))
+                deadline = self.engine.next_deadline()
+                wake = next_sample if deadline is None else min(next_sample, deadline)
+                stop.wait(max(0.0, wake - self.clock()))
+        finally:
+            self.output_thread.stopping.set()
+            self.output_thread.join(timeout=2)
+            if self.status is not None:
+                record = self.status_record()
+                record["running"] = False
+                self.status.write(record)
+            log.info("gauge-agent stopped after %d samples", self.samples)
+
+
+def _setup_logging() -> None:
+    # Under systemd the journal stamps each line; on a terminal the time helps.
+    under_journal = "JOURNAL_STREAM" in os.environ
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(levelname)s %(message)s" if under_journal
+                        else "%(asctime)s %(levelname)s %(message)s")
+
+
+def run_daemon(config: Config, simulate: bool = False) -> int:
+    """`gauge-agent run`: build the real parts, run until SIGTERM/SIGINT, release the pins."""
+    _setup_logging()
+    pin_factory = None
+    if simulate:
+        from gpiozero.pins.mock import MockFactory
+        pin_factory = MockFactory()
+    from agent.outputs import GpioOutputs
+
+    stop = threading.Event()
+    sensor = open_sensor(config, simulate=simulate)
+    daemon: Daemon | None = None
+    outputs = None
+    try:
+        outputs = GpioOutputs(config.outputs, pin_factory=pin_factory,
+                              on_silence=lambda: _silence(daemon))
+        status = StatusWriter(Path(config.storage.runtime_dir))
+        daemon = Daemon(config, sensor, outputs.apply, status=status, simulated=simulate)
+
+        def request_stop(signum: int, _frame: object) -> None:
+            log.info("%s received, stopping", signal.Signals(signum).name)
+            stop.set()
+
+        signal.signal(signal.SIGTERM, request_stop)
+        signal.signal(signal.SIGINT, request_stop)
+        daemon.run(stop)
+    finally:
+        if outputs is not None:
+            outputs.close()
+        sensor.close()
+    return 0
+
+
+def _silence(daemon: Daemon | None) -> None:
+    if daemon is None:
+        return
+    if daemon.annunciator.silence(daemon.clock()):
+        log.warning("siren silenced for %.0f s by the button", daemon.config.outputs.silence_s)

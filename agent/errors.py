@@ -1,0 +1,32 @@
+"""Every exception a user can see. Each message says what is wrong and what to do about it."""
+
+from __future__ import annotations
+
+
+class GaugeError(Exception):
+    """Base class for errors the agent reports to a person (never as a traceback)."""
+
+
+class ConfigError(GaugeError):
+    """The configuration cannot be used. Carries one line per problem (exit code 78)."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class SensorError(GaugeError):
+    """A sensor driver could not produce a reading. `reason` is a short machine-readable code."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+
+
+class ReplayInputError(GaugeError):
+    """A recording cannot be replayed at all (unreadable file, missing column)."""
+
+
+class StatusUnavailable(GaugeError):
+    """No status from a running daemon could be read."""

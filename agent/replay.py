@@ -1,0 +1,292 @@
+"""Replay a recording through the same pipeline and alarm engine the daemon uses.
+
+Time is the recording's own: delays and faults fire at the moment they would have fired live,
+also inside gaps (the engine's deadlines are run before each row). Field files are messy, so no
+row stops a replay: each problem is counted and reported in the summary on stderr, and a value
+that is not a number is "no reading".
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import sys
+import time as time_module
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Callable, Iterator
+
+from agent.alarm import AlarmEngine, Event, format_utc
+from agent.config import Config
+from agent.errors import ReplayInputError
+from agent.pipeline import ACQUIRING, IMPLAUSIBLE, NOT_A_NUMBER, Measurement, Pipeline
+
+
+@dataclass
+class ReplayOptions:
+    time_column: str = "time"
+    value_column: str = "level"
+    value_kind: str = "level"
+    unit: str = "m"
+    where: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class ReplayCounts:
+    rows: int = 0              # data rows read (not the header)
+    samples: int = 0           # rows that reached the pipeline
+    accepted: int = 0
+    no_reading: int = 0        # not a number, sensor codes, out of range
+    implausible: int = 0
+    acquiring: int = 0         # start-up readings before the gate has a level to compare with
+    blank: int = 0
+    filtered_out: int = 0      # not matching --where
+    malformed: int = 0         # missing or extra columns
+    bad_time: int = 0
+    out_of_order: int = 0
+    duplicate_time: int = 0
+    events: int = 0
+    first_time: float | None = None
+    last_time: float | None = None
+    peak_m: float | None = None
+    peak_time: float | None = None
+    siren_on_s: float = 0.0
+    time_in_state: dict[str, float] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        span = (f"{format_utc(self.first_time)} to {format_utc(self.last_time)}"
+                if self.first_time is not None else "no samples")
+        peak = (f"peak {self.peak_m:.3f} m at {format_utc(self.peak_time)}"
+                if self.peak_m is not None else "no accepted level")
+        states = ", ".join(f"{name} {seconds / 3600:.1f} h"
+                           for name, seconds in self.time_in_state.items() if seconds > 0)
+        return (f"replay: {self.rows} rows, {self.samples} samples ({self.accepted} accepted,"
+                f" {self.acquiring} acquiring, {self.no_reading} no reading,"
+                f" {self.implausible} implausible);"
+                f" skipped {self.blank} blank, {self.filtered_out} filtered out,"
+                f" {self.malformed} malformed, {self.bad_time} bad time,"
+                f" {self.out_of_order} out of order, {self.duplicate_time} duplicate time;"
+                f" {span}; {peak}; {self.events} events; siren on {self.siren_on_s / 3600:.2f} h;"
+                f" {states or 'no time in any state'}")
+
+
+@dataclass
+class Trace:
+    """What a plot needs, kept only when one is asked for."""
+    times: list[float] = field(default_factory=list)
+    levels: list[float | None] = field(default_factory=list)
+    smoothed: list[float | None] = field(default_factory=list)
+    accepted: list[bool] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+
+
+def parse_time(text: str) -> float | None:
+    """ISO 8601 with offset or Z (naive = UTC), or epoch seconds. None if it is neither."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.timezone.utc)
+    return moment.timestamp()
+
+
+def parse_value(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _open_text(path: Path) -> IO[str]:
+    try:
+        return open(path, newline="", encoding="utf-8-sig", errors="replace")
+    except FileNotFoundError:
+        raise ReplayInputError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ReplayInputError(f"{path}: is a directory, not a CSV file") from None
+    except PermissionError:
+        raise ReplayInputError(f"{path}: not readable by this user") from None
+
+
+def _column(header: list[str], name: str, what: str, path: Path) -> int:
+    try:
+        return header.index(name)
+    except ValueError:
+        columns = ", ".join(repr(c) for c in header if c)
+        raise ReplayInputError(f"{path}: no column {name!r} for the {what} (columns: {columns};"
+                               f" choose one with --{what}-column)") from None
+
+
+class Replay:
+    _warning_name = "normal"
+
+    def __init__(self, config: Config, options: ReplayOptions, keep_trace: bool = False):
+        self.config = config
+        self.options = options
+        self.pipeline = Pipeline(config, options.value_kind, options.unit)
+        self.engine: AlarmEngine | None = None
+        self.counts = ReplayCounts()
+        self.trace = Trace() if keep_trace else None
+        self._state_since: float | None = None
+        self._siren_since: float | None = None
+
+    def rows(self, path: Path) -> Iterator[tuple[float, float | None]]:
+        """(time, raw value or None) for each usable row, in time order; counts the rest."""
+        options, counts = self.options, self.counts
+        with _open_text(path) as handle:
+            reader = csv.reader(handle)
+            header = next(reader, None)
+            if header is None:
+                raise ReplayInputError(f"{path}: empty file (a header row is needed)")
+            header = [name.strip() for name in header]
+            time_index = _column(header, options.time_column, "time", path)
+            value_index = _column(header, options.value_column, "value", path)
+            filters = [(_column(header, column, "where", path), wanted)
+                       for column, wanted in options.where]
+            width = len(header)
+            last_time: float | None = None
+            for row in reader:
+                counts.rows += 1
+                if not row or (len(row) == 1 and not row[0].strip()):
+                    counts.blank += 1
+                    continue
+                if len(row) != width:
+                    counts.malformed += 1
+                    continue
+                if filters and any(row[i].strip() != wanted for i, wanted in filters):
+                    counts.filtered_out += 1
+                    continue
+                moment = parse_time(row[time_index])
+                if moment is None:
+                    counts.bad_time += 1
+                    continue
+                if last_time is not None and moment <= last_time:
+                    if moment == last_time:
+                        counts.duplicate_time += 1
+                    else:
+                        counts.out_of_order += 1
+                    continue
+                last_time = moment
+                yield moment, parse_value(row[value_index])
+
+    def run(self, path: Path, emit: Callable[[Event], None],
+            progress: Callable[[ReplayCounts], None] | None = None) -> ReplayCounts:
+        counts = self.counts
+        pipeline = self.pipeline
+        engine: AlarmEngine | None = None
+        trace = self.trace
+        for moment, raw in self.rows(path):
+            if engine is None:
+                engine = self.engine = AlarmEngine(self.config, moment)
+                counts.first_time = moment
+                self._state_since = moment
+            for event in engine.run_until(moment):
+                self._emit(event, emit)
+            if raw is None:
+                measurement = pipeline.process(moment, None, NOT_A_NUMBER)
+            else:
+                measurement = pipeline.process(moment, raw)
+            self._count(measurement)
+            for event in engine.update(measurement):
+                self._emit(event, emit)
+            if trace is not None:
+                trace.times.append(moment)
+                trace.levels.append(measurement.level_m)
+                trace.smoothed.append(measurement.smoothed_m if measurement.accepted else None)
+                trace.accepted.append(measurement.accepted)
+            if progress is not None and counts.samples % 20000 == 0:
+                progress(counts)
+        self._close_spans()
+        return counts
+
+    def _count(self, measurement: Measurement) -> None:
+        counts = self.counts
+        counts.samples += 1
+        counts.last_time = measurement.time
+        if measurement.accepted:
+            counts.accepted += 1
+            level = measurement.smoothed_m
+            if counts.peak_m is None or level > counts.peak_m:
+                counts.peak_m, counts.peak_time = level, measurement.time
+        elif measurement.reason == IMPLAUSIBLE:
+            counts.implausible += 1
+        elif measurement.reason == ACQUIRING:
+            counts.acquiring += 1
+        else:
+            counts.no_reading += 1
+
+    def _emit(self, event: Event, emit: Callable[[Event], None]) -> None:
+        self.counts.events += 1
+        if event.kind in ("level", "rate"):
+            self._account_state(event.time, event)
+        if event.kind == "siren":
+            if event.data["pattern"] == "off":
+                if self._siren_since is not None:
+                    self.counts.siren_on_s += event.time - self._siren_since
+                self._siren_since = None
+            elif self._siren_since is None:
+                self._siren_since = event.time
+        if self.trace is not None:
+            self.trace.events.append(event)
+        emit(event)
+
+    def _account_state(self, now: float, event: Event) -> None:
+        """Time spent in each warning state (the threshold state lifted by the rate alarm)."""
+        engine = self.engine
+        # The engine has already changed when the event is emitted; the span that ends now
+        # belonged to the warning before it.
+        previous = self._warning_name
+        if self._state_since is not None:
+            spent = self.counts.time_in_state
+            spent[previous] = spent.get(previous, 0.0) + now - self._state_since
+        self._state_since = now
+        self._warning_name = engine.warning_name
+
+    def _close_spans(self) -> None:
+        end = self.counts.last_time
+        if end is None:
+            return
+        if self._state_since is not None:
+            spent = self.counts.time_in_state
+            spent[self._warning_name] = spent.get(self._warning_name, 0.0) + end - self._state_since
+        if self._siren_since is not None:
+            self.counts.siren_on_s += end - self._siren_since
+
+
+def run_replay(path: Path, config: Config, options: ReplayOptions, out: IO[str] = sys.stdout,
+               err: IO[str] = sys.stderr, plot_path: Path | None = None) -> ReplayCounts:
+    """The `gauge-agent replay` command: JSON lines to `out`, progress and summary to `err`."""
+    replay = Replay(config, options, keep_trace=plot_path is not None)
+    show_progress = getattr(err, "isatty", lambda: False)()
+    started = time_module.monotonic()
+
+    def progress(counts: ReplayCounts) -> None:
+        at = format_utc(counts.last_time) if counts.last_time is not None else "-"
+        err.write(f"\rreplay: {counts.samples} samples, at {at}, {counts.events} events")
+        err.flush()
+
+    def emit(event: Event) -> None:
+        out.write(event.to_json())
+        out.write("\n")
+
+    counts = replay.run(path, emit, progress if show_progress else None)
+    if show_progress:
+        err.write("\r\033[K")
+    elapsed = time_module.monotonic() - started
+    err.write(f"{counts.summary()}; {elapsed:.1f} s\n")
+    if plot_path is not None:
+        from agent.plot import plot_replay  # matplotlib only when a plot is asked for
+        plot_replay(plot_path, config, replay.trace, counts, title=f"{path.name}")
+        err.write(f"replay: plot written to {plot_path}\n")
+    return counts
+

@@ -1,0 +1,177 @@
+"""Configuration: the template loads, every problem is named once with its key path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agent.config import Config, load_config, to_toml
+from agent.errors import ConfigError
+from tests.conftest import ROOT, config_from
+
+
+def problems_of(data: dict) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        config_from(data)
+    return caught.value.problems
+
+
+def write(tmp_path: Path, text: str, name: str = "config.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_repository_template_is_valid_and_describes_benanga():
+    config = load_config(ROOT / "config.toml")
+    assert config.station.id == "benanga-01"
+    assert [(level.name, level.above_m) for level in config.alarm.levels] == [
+        ("waspada", 7.50), ("siaga", 7.90), ("awas", 8.50)]
+    assert config.sensor.kind == "hcsr04"
+
+
+def test_embedded_default_matches_the_contract_defaults():
+    config = Config()
+    assert config.sensor.interval_s == 10.0 and config.sensor.alarm_interval_s == 2.0
+    assert config.filter.window == 5 and config.filter.max_rate_m_per_min == 0.5
+    assert config.alarm.off_delay_s == 900.0 and config.alarm.stale_after_s == 120.0
+    assert config.siren_pattern_for(1) == "off" and config.lamp_for(1) == "amber"
+    assert config.siren_pattern_for(2) == "intermittent" and config.lamp_for(2) == "red"
+    assert config.siren_pattern_for(3) == "continuous" and config.lamp_for(3) == "red-blink"
+
+
+def test_levels_out_of_order_name_both_keys_and_values():
+    found = problems_of({"alarm": {"levels": [{"name": "waspada", "above_m": 7.5},
+                                              {"name": "siaga", "above_m": 7.2}]}})
+    assert "alarm.levels[1].above_m: 7.2 must be above alarm.levels[0].above_m (7.5)" in found
+
+
+def test_unknown_key_suggests_the_close_one():
+    found = problems_of({"alarm": {"of_delay_s": 60}})
+    assert found == ["alarm.of_delay_s: unknown key (did you mean 'off_delay_s'?)"]
+
+
+def test_unknown_section_lists_known_ones():
+    found = problems_of({"telemetry": {}})
+    assert len(found) == 1 and found[0].startswith("telemetry: unknown key (known keys here: station")
+
+
+def test_every_problem_is_reported_at_once():
+    found = problems_of({"sensor": {"interval_s": -1, "burst": 0, "kind": "laser"},
+                         "outputs": {"siren_pin": 99}})
+    assert found == [
+        "sensor.kind: 'laser' must be one of 'hcsr04', 'serial-ultrasonic', 'modbus-pressure',"
+        " 'simulated'",
+        "sensor.interval_s: -1 must be greater than 0",
+        "sensor.burst: 0 must be at least 1",
+        "outputs.siren_pin: 99 must be a BCM GPIO number from 0 to 27",
+    ]
+
+
+def test_wrong_types_are_named():
+    found = problems_of({"alarm": {"on_delay_s": "30", "levels": [{"name": "w", "above_m": True}]},
+                         "outputs": {"siren_active_high": 1}})
+    assert "alarm.on_delay_s: '30' must be a number" in found
+    assert "alarm.levels[0].above_m: true must be a number" in found
+    assert "outputs.siren_active_high: 1 must be true or false" in found
+
+
+def test_a_zero_threshold_is_a_real_threshold():
+    config = config_from({"alarm": {"levels": [{"name": "wet", "above_m": 0.0}],
+                                    "rate": {"raises": "wet"}}})
+    assert config.alarm.levels[0].above_m == 0.0
+
+
+def test_cross_key_rules():
+    found = problems_of({
+        "sensor": {"min_range_m": 3.0, "max_range_m": 2.0, "alarm_interval_s": 20.0},
+        "alarm": {"rate": {"raises": "bahaya"}},
+        "outputs": {"red_led_pin": 17},
+    })
+    assert "sensor.max_range_m: 2.0 must be above sensor.min_range_m (3.0)" in found
+    assert any(p.startswith("sensor.alarm_interval_s: 20.0 must not be longer") for p in found)
+    assert ("alarm.rate.raises: 'bahaya' must be one of the level names (waspada, siaga, awas)"
+            in found)
+    assert "outputs.red_led_pin: 17 is already used by outputs.siren_pin" in found
+
+
+def test_duplicate_level_names_and_too_many_levels():
+    levels = [{"name": f"l{i}", "above_m": float(i)} for i in range(7)]
+    assert "alarm.levels: 7 levels given; 1 to 6 are allowed" in problems_of(
+        {"alarm": {"levels": levels, "rate": {"enabled": False}}})
+    found = problems_of({"alarm": {"levels": [{"name": "a", "above_m": 1.0},
+                                              {"name": "a", "above_m": 2.0}],
+                                   "rate": {"raises": "a"}}})
+    assert "alarm.levels[1].name: 'a' is already the name of alarm.levels[0]" in found
+
+
+def test_siren_pattern_must_exist():
+    found = problems_of({"alarm": {"levels": [{"name": "waspada", "above_m": 1.0,
+                                               "siren": "wail"}]}})
+    assert found == ["alarm.levels[0].siren: 'wail' must be 'off' or a pattern from"
+                     " outputs.siren_patterns (intermittent, continuous)"]
+
+
+def test_custom_siren_patterns_are_tables_by_name(tmp_path):
+    path = write(tmp_path, """
+[outputs.siren_patterns.wail]
+on_s = 2.0
+off_s = 1.0
+[[alarm.levels]]
+name = "waspada"
+above_m = 1.0
+siren = "wail"
+""")
+    config = load_config(path)
+    assert config.pattern("wail").on_s == 2.0
+    assert config.siren_pattern_for(1) == "wail"
+
+
+def test_bad_toml_and_missing_file_are_one_line_each(tmp_path):
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, "[alarm\n"))
+    assert len(caught.value.problems) == 1 and "not valid TOML" in caught.value.problems[0]
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path / "absent.toml")
+    assert caught.value.problems == [f"{tmp_path / 'absent.toml'}: no such file (pass --config"
+                                     " PATH, or create it from the config.toml template)"]
+
+
+def test_calibration_file_next_to_config_overrides_calibration(tmp_path):
+    path = write(tmp_path, "[calibration]\nsensor_elevation_m = 10.40\n")
+    write(tmp_path, "[calibration]\nsensor_elevation_m = 10.37\n", "calibration.toml")
+    assert load_config(path).calibration.sensor_elevation_m == 10.37
+    write(tmp_path, "[alarm]\noff_delay_s = 1\n", "calibration.toml")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert caught.value.problems == [f"{tmp_path / 'calibration.toml'}: [alarm] does not belong"
+                                     " in a calibration file (only [calibration])"]
+
+
+def test_overrides_use_toml_values_and_list_indexes():
+    config = load_config(None, ["alarm.levels[1].above_m=8.0", "station.id=\"test-2\"",
+                                "sensor.invalid_values=[9999, 5000]"])
+    assert config.alarm.levels[1].above_m == 8.0
+    assert config.alarm.levels[0].above_m == 7.5  # the rest of the default list is kept
+    assert config.station.id == "test-2"
+    assert config.sensor.invalid_values == (9999.0, 5000.0)
+
+
+@pytest.mark.parametrize("override, problem", [
+    ("alarm.on_delay_s", "--set 'alarm.on_delay_s': must look like KEY=VALUE, e.g."
+                         " alarm.on_delay_s=30"),
+    ("station.id=benanga", "--set station.id: 'benanga' is not a TOML value (quote strings:"
+                           " name=\"x\"; numbers and [lists] as is)"),
+    ("alarm.levels[5].above_m=1", "--set alarm.levels[5].above_m: alarm.levels has no item [5]"),
+])
+def test_bad_overrides_are_config_errors(override, problem):
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, [override])
+    assert caught.value.problems == [problem]
+
+
+def test_printed_effective_configuration_loads_back_identically(tmp_path):
+    original = load_config(ROOT / "config.toml")
+    printed = write(tmp_path, to_toml(original), "printed.toml")
+    assert load_config(printed) == original
