@@ -96,7 +96,7 @@ class PlausibilityGate:
     """
 
     __slots__ = ("rate_per_s", "noise_m", "acquire_samples", "anchor_m", "anchor_t",
-                 "track_m", "track_t", "acquiring", "acquiring_disagreed")
+                 "track_m", "track_t", "acquiring", "disagreed")
 
     def __init__(self, max_rate_m_per_min: float, noise_m: float, acquire_samples: int):
         self.rate_per_s = max_rate_m_per_min / 60.0
@@ -107,7 +107,7 @@ class PlausibilityGate:
         self.track_m: float | None = None
         self.track_t = 0.0
         self.acquiring: list[tuple[float, float]] = []
-        self.acquiring_disagreed = False  # start-up readings have contradicted each other
+        self.disagreed = False  # the last start-up reading contradicted the one before
 
     def _close(self, a: float, ta: float, b: float, tb: float) -> bool:
         return abs(a - b) <= self.noise_m + self.rate_per_s * abs(tb - ta)
@@ -138,15 +138,14 @@ class PlausibilityGate:
 
     def _acquire(self, now: float, level: float) -> bool:
         recent = self.acquiring
-        if recent and not self._close(recent[-1][1], recent[-1][0], level, now):
+        self.disagreed = bool(recent) and not self._close(recent[-1][1], recent[-1][0], level, now)
+        if self.disagreed:
             recent.clear()
-            self.acquiring_disagreed = True
         recent.append((now, level))
         if len(recent) < self.acquire_samples:
             return False
         self.anchor_m, self.anchor_t = level, now
         recent.clear()
-        self.acquiring_disagreed = False
         return True
 
 
@@ -180,19 +179,18 @@ class RateOfRise:
     """Least-squares slope of the smoothed level over the last `window_s` seconds, in m/h.
 
     Running sums keep it O(1) per sample; times are taken relative to a reference that is
-    renewed regularly so the sums do not lose precision over a year of epoch seconds.
+    renewed as the window moves on so the sums do not lose precision over a year of epoch seconds.
     None until the points cover at least half the window (a slope from two points a second
     apart says nothing about the river).
     """
 
-    __slots__ = ("window_s", "points", "t_ref", "n", "st", "sv", "stt", "stv", "updates")
+    __slots__ = ("window_s", "points", "t_ref", "n", "st", "sv", "stt", "stv")
 
     def __init__(self, window_s: float):
         self.window_s = window_s
         self.points: deque[tuple[float, float]] = deque()
         self.t_ref = 0.0
         self._reset_sums()
-        self.updates = 0
 
     def _reset_sums(self) -> None:
         self.n = 0
@@ -214,15 +212,17 @@ class RateOfRise:
 
     def add(self, now: float, level: float) -> float | None:
         points = self.points
+        if not points:
+            self.t_ref = now
+            self._reset_sums()
         points.append((now, level))
         self._include(now, level, 1)
         horizon = now - self.window_s
         while points[0][0] < horizon:
             t, v = points.popleft()
             self._include(t, v, -1)
-        self.updates += 1
-        if self.updates % 4096 == 0:
-            self._rebuild()
+        if now - self.t_ref > 4 * self.window_s:
+            self._rebuild()  # keep x = t - t_ref small: amortised O(1), precision stays ~1e-12
         return self.rate()
 
     def rate(self) -> float | None:
@@ -261,8 +261,7 @@ class Pipeline:
         gate = self.gate
         if not gate.judge(now, level):
             # Start-up readings that agree so far are just early; ones that disagree are not.
-            reason = (ACQUIRING if gate.anchor_m is None and not gate.acquiring_disagreed
-                      else IMPLAUSIBLE)
+            reason = ACQUIRING if gate.anchor_m is None and not gate.disagreed else IMPLAUSIBLE
             return Measurement(now, raw, level, False, reason, self.smoothed_m,
                                self.rate_m_per_h, True)
         smoothed = self.median.add(now, level)

@@ -14,7 +14,7 @@ import sys
 import time as time_module
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Callable, Iterator
+from typing import IO, Callable, Iterable, Iterator
 
 from agent.alarm import AlarmEngine, Event, format_utc
 from agent.config import Config
@@ -181,11 +181,16 @@ class Replay:
 
     def run(self, path: Path, emit: Callable[[Event], None],
             progress: Callable[[ReplayCounts], None] | None = None) -> ReplayCounts:
+        return self.feed(self.rows(path), emit, progress)
+
+    def feed(self, rows: Iterable[tuple[float, float | None]], emit: Callable[[Event], None],
+             progress: Callable[[ReplayCounts], None] | None = None) -> ReplayCounts:
+        """Drive the pipeline and engine with (time, raw value or None) in time order."""
         counts = self.counts
         pipeline = self.pipeline
         engine: AlarmEngine | None = None
         trace = self.trace
-        for moment, raw in self.rows(path):
+        for moment, raw in rows:
             if engine is None:
                 engine = self.engine = AlarmEngine(self.config, moment)
                 counts.first_time = moment
