@@ -36,6 +36,9 @@ class Frame:
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Frame) and self.as_tuple() == other.as_tuple()
 
+    def __hash__(self) -> int:
+        return hash(self.as_tuple())
+
     def __repr__(self) -> str:
         return "Frame(siren={}, green={}, amber={}, red={})".format(*self.as_tuple())
 

@@ -1,0 +1,155 @@
+"""Siren and lamps: the annunciator's decisions and the exact pin histories through gpiozero."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.annunciator import Annunciator, Frame
+from agent.outputs import GpioOutputs
+from tests.conftest import config_from
+
+CONFIG = config_from({"outputs": {"silence_s": 600.0, "siren_max_on_s": 300.0,
+                                  "siren_rest_s": 30.0, "heartbeat_s": 5.0}})
+SIAGA, AWAS, WASPADA = 2, 3, 1
+
+
+def siren_at(annunciator: Annunciator, times) -> list[bool]:
+    return [annunciator.render(t).siren for t in times]
+
+
+def test_waspada_is_a_steady_amber_lamp_and_no_siren():
+    annunciator = Annunciator(CONFIG, 0.0)
+    annunciator.set_alarm(1.0, WASPADA, [])
+    frames = {annunciator.render(t) for t in (1.3, 2.0, 31.0)}
+    assert frames == {Frame(False, False, True, False)}
+
+
+def test_siaga_sounds_five_seconds_in_thirty_with_a_steady_red_lamp():
+    annunciator = Annunciator(CONFIG, 0.0)
+    annunciator.set_alarm(100.0, SIAGA, [])
+    assert siren_at(annunciator, [100.0, 104.9, 105.0, 129.9, 130.0, 134.9, 135.0]) == [
+        True, True, False, False, True, True, False]
+    assert {annunciator.render(t).red for t in (100.2, 100.7, 117.0)} == {True}
+
+
+def test_awas_sounds_continuously_with_a_blinking_red_lamp():
+    annunciator = Annunciator(CONFIG, 0.0)
+    annunciator.set_alarm(10.0, AWAS, [])
+    assert siren_at(annunciator, [10.0, 50.0, 200.0, 309.9]) == [True] * 4
+    assert [annunciator.render(t).red for t in (10.0, 10.4, 10.5, 10.9, 11.0)] == [
+        True, True, False, False, True]
+
+
+def test_duty_limit_rests_the_siren_then_resumes():
+    annunciator = Annunciator(CONFIG, 0.0)
+    annunciator.set_alarm(0.0, AWAS, [])
+    times = [0.0, 150.0, 299.9, 300.0, 329.9, 330.0, 629.9, 630.0]
+    assert siren_at(annunciator, times) == [True, True, True, False, False, True, True, False]
+
+
+def test_silence_button_mutes_until_silence_s_and_escalation_resounds():
+    annunciator = Annunciator(CONFIG, 0.0)
+    annunciator.set_alarm(0.0, SIAGA, [])
+    assert annunciator.render(1.0).siren
+    assert annunciator.silence(2.0)
+    assert siren_at(annunciator, [2.0, 30.0, 601.9]) == [False, False, False]
+    assert annunciator.render(602.0 + 28.0).siren   # silence over: pattern goes on (on phase)
+    annunciator.silence(700.0)
+    annunciator.set_alarm(710.0, AWAS, [])           # escalation sounds it again at once
+    assert annunciator.render(710.0).siren
+
+
+def test_silence_does_nothing_when_the_siren_is_off_and_does_not_dim_lamps():
+    annunciator = Annunciator(CONFIG, 0.0)
+    annunciator.set_alarm(0.0, WASPADA, [])
+    assert annunciator.silence(1.0) is False
+    annunciator.set_alarm(2.0, SIAGA, [])
+    assert annunciator.render(2.0).siren
+
+
+def test_faults_blink_amber_and_do_not_touch_the_siren():
+    annunciator = Annunciator(CONFIG, 0.0)
+    annunciator.set_alarm(0.0, AWAS, ["stale"])
+    frames = [annunciator.render(t) for t in (10.0, 10.5, 11.0)]
+    assert [f.amber for f in frames] == [True, False, True]
+    assert all(f.siren for f in frames)
+
+
+def test_green_heartbeat_flashes_every_heartbeat_s():
+    annunciator = Annunciator(CONFIG, 0.0)
+    assert [annunciator.render(t).green for t in (0.0, 0.19, 0.2, 4.9, 5.0, 5.1, 5.3)] == [
+        True, True, False, False, True, True, False]
+
+
+# -- through gpiozero, exact pin histories ---------------------------------------------------
+
+def states(factory, pin: int) -> list[bool]:
+    return [bool(s.state) for s in factory.pin(pin).states]
+
+
+def test_pins_follow_an_escalation_exactly(mock_factory):
+    outputs = GpioOutputs(CONFIG.outputs, pin_factory=mock_factory)
+    annunciator = Annunciator(CONFIG, 0.0)
+    try:
+        annunciator.set_alarm(0.0, 0, [])
+        for t in (1.0, 2.0):
+            outputs.apply(annunciator.render(t))
+        annunciator.set_alarm(3.0, WASPADA, [])
+        outputs.apply(annunciator.render(3.0))
+        annunciator.set_alarm(10.0, SIAGA, [])
+        for t in (10.0, 12.0, 15.0, 20.0, 40.0):
+            outputs.apply(annunciator.render(t))
+    finally:
+        outputs.close()
+    # Each history starts with the pin's initial low state; the siren sounds at 10 (siaga),
+    # stops at 15, sounds again at 40, and is switched off when the outputs close.
+    assert states(mock_factory, 17) == [False, True, False, True, False]
+    assert states(mock_factory, 24) == [False, True, False]          # red: siaga, off on close
+    assert states(mock_factory, 23) == [False, True, False]          # amber: waspada only
+    assert states(mock_factory, 22) == [False, True, False, True, False]  # heartbeat flashes at 10, 15
+
+
+def test_active_low_siren_relay_is_driven_inverted(mock_factory):
+    config = config_from({"outputs": {"siren_active_high": False}})
+    outputs = GpioOutputs(config.outputs, pin_factory=mock_factory)
+    annunciator = Annunciator(config, 0.0)
+    try:
+        annunciator.set_alarm(0.0, AWAS, [])
+        outputs.apply(annunciator.render(0.0))
+    finally:
+        outputs.close()
+    # High (relay off) at start, low while sounding, high again when closed.
+    assert states(mock_factory, 17) == [False, True, False, True]
+
+
+def test_silence_button_press_reaches_the_annunciator(mock_factory):
+    pressed = []
+    outputs = GpioOutputs(CONFIG.outputs, pin_factory=mock_factory,
+                          on_silence=lambda: pressed.append(True))
+    try:
+        button = mock_factory.pin(27)
+        button.drive_low()
+        button.drive_high()
+    finally:
+        outputs.close()
+    assert pressed == [True]
+
+
+def test_close_switches_the_siren_off_and_releases_every_pin(mock_factory):
+    outputs = GpioOutputs(CONFIG.outputs, pin_factory=mock_factory)
+    outputs.apply(Frame(True, True, True, True))
+    outputs.close()
+    for pin in (17, 22, 23, 24):
+        assert states(mock_factory, pin)[-1] is False
+    assert outputs.siren.closed and outputs.button.closed
+
+
+@pytest.mark.hardware
+def test_siren_relay_clicks_on_a_real_pi():
+    pytest.importorskip("RPi.GPIO", reason="needs a Raspberry Pi with RPi.GPIO or lgpio")
+    outputs = GpioOutputs(CONFIG.outputs)
+    try:
+        outputs.apply(Frame(True, False, False, False))
+        assert outputs.siren.value == 1
+    finally:
+        outputs.close()
