@@ -77,6 +77,8 @@ class Trace:
     levels: list[float | None] = field(default_factory=list)
     smoothed: list[float | None] = field(default_factory=list)
     accepted: list[bool] = field(default_factory=list)
+    warning: list[int] = field(default_factory=list)
+    siren: list[bool] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
 
 
@@ -209,6 +211,8 @@ class Replay:
                 trace.levels.append(measurement.level_m)
                 trace.smoothed.append(measurement.smoothed_m if measurement.accepted else None)
                 trace.accepted.append(measurement.accepted)
+                trace.warning.append(engine.warning)
+                trace.siren.append(engine.siren_pattern != "off")
             if progress is not None and counts.samples % 20000 == 0:
                 progress(counts)
         self._close_spans()

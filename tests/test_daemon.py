@@ -1,0 +1,204 @@
+"""The daemon: the real loop, the real threads, the simulated sensor and gpiozero mock pins."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from agent.daemon import Daemon
+from agent.outputs import GpioOutputs
+from agent.status import StatusWriter
+from tests.conftest import ROOT, config_from
+
+# The flash-flood scenario compressed 240 times: 80 minutes in 20 seconds. Every time-based
+# setting is scaled by the same factor, so the daemon sees the flood a real dam would see.
+FAST = 240.0
+
+
+def fast_config_text(tmp_path: Path) -> str:
+    return f"""
+[sensor]
+kind = "simulated"
+interval_s = {10 / FAST * 12:.4f}
+alarm_interval_s = {2 / FAST * 12:.4f}
+burst = 3
+[sensor.simulated]
+scenario = "flash-flood"
+time_scale = {FAST}
+repeat = false
+[filter]
+max_rate_m_per_min = {0.5 * FAST}
+reject_to_fault_s = 5
+[alarm]
+off_delay_s = {900 / FAST:.3f}
+stale_after_s = 5
+[alarm.rate]
+window_s = {1800 / FAST:.3f}
+rise_m_per_h = {0.05 * FAST}
+[storage]
+state_dir = "{tmp_path / 'state'}"
+runtime_dir = "{tmp_path / 'run'}"
+"""
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def read_status(tmp_path: Path) -> dict | None:
+    try:
+        return json.loads((tmp_path / "run" / "status.json").read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def test_simulated_flood_runs_through_every_level_and_stops_cleanly_on_sigterm(tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text(fast_config_text(tmp_path), encoding="utf-8")
+    process = subprocess.Popen([sys.executable, "-m", "agent", "run", "--simulate", "--config",
+                                str(config)], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: (read_status(tmp_path) or {}).get("state") == "awas", 30,
+                 "the simulated flood to reach awas")
+        status = read_status(tmp_path)
+        assert status["siren"]["pattern"] == "continuous" and status["interval_s"] < 0.2
+        wait_for(lambda: (read_status(tmp_path) or {}).get("warning") == "normal", 30,
+                 "the flood to recede to normal")
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, stderr
+    changes = [line.split(" ", 3)[3] for line in stderr.splitlines()
+               if " WARNING level " in line]
+    assert changes[:3] == [c for c in changes[:3] if c.startswith("level ")]
+    states = [c.split()[1] for c in changes]
+    assert states[:3] == ["WASPADA", "SIAGA", "AWAS"] and states[-1] == "NORMAL"
+    assert "siren continuous" in stderr and "SIGTERM received, stopping" in stderr
+    assert "Traceback" not in stderr
+    final = read_status(tmp_path)
+    assert final["running"] is False and final["warning"] == "normal"
+
+
+def test_sigint_stops_it_too(tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text(fast_config_text(tmp_path), encoding="utf-8")
+    process = subprocess.Popen([sys.executable, "-m", "agent", "run", "--simulate", "--config",
+                                str(config)], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: read_status(tmp_path), 20, "the first status")
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0 and "SIGINT received, stopping" in stderr
+
+
+class ScriptedSensor:
+    """Reads from a list; an Exception in the list is raised, a float is a distance."""
+
+    value_kind = "distance"
+    unit = "m"
+
+    def __init__(self, script, delay_s: float = 0.0):
+        self.script = list(script)
+        self.delay_s = delay_s
+
+    def read_burst(self):
+        time.sleep(self.delay_s)
+        item = self.script.pop(0) if self.script else None
+        if isinstance(item, Exception):
+            raise item
+        return [(item, None if item is not None else "no_echo")]
+
+    def close(self):
+        pass
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_sampling_speeds_up_in_alarm_and_a_crashing_driver_is_no_reading(caplog):
+    config = config_from({"filter": {"acquire_samples": 1, "window": 1,
+                                     "max_rate_m_per_min": 100.0},
+                          "sensor": {"fail_to_fault": 2}})
+    clock = FakeClock()
+    sensor = ScriptedSensor([3.5, 2.0, OSError("bus error"), OSError("bus error"), 2.0])
+    daemon = Daemon(config, sensor, lambda frame: None, clock=clock)
+    intervals, faults = [], []
+    for _ in range(5):
+        daemon.sample_once()
+        intervals.append(daemon.interval())
+        faults.append(daemon.engine.active_faults)
+        clock.now += daemon.interval()
+    # 3.5 m below the sensor is 6.90 m (normal); 2.0 m is 8.40 m (siaga): 2 s sampling.
+    assert intervals == [10.0, 2.0, 2.0, 2.0, 2.0]
+    assert faults == [[], [], [], ["sensor"], []]
+    assert daemon.last.reason is None and daemon.engine.state_name == "siaga"
+    assert "sensor read failed: bus error" in caplog.text
+
+
+def test_the_siren_keeps_its_pattern_while_a_sensor_read_hangs(mock_factory):
+    config = config_from({"filter": {"acquire_samples": 1, "window": 1},
+                          "outputs": {"heartbeat_s": 0.5}})
+    outputs = GpioOutputs(config.outputs, pin_factory=mock_factory)
+    sensor = ScriptedSensor([1.5, 1.5, 1.5], delay_s=0.0)  # 8.90 m: awas, siren continuous
+    daemon = Daemon(config, sensor, outputs.apply)
+    stop = threading.Event()
+    runner = threading.Thread(target=daemon.run, args=(stop,))
+    try:
+        runner.start()
+        wait_for(lambda: daemon.engine.state_name == "awas", 5, "awas")
+        sensor.delay_s = 3.0           # the next read hangs for three seconds
+        wait_for(lambda: daemon.samples >= 2, 5, "the second sample to start")
+        time.sleep(0.3)
+        heartbeat_before = len(mock_factory.pin(22).states)
+        time.sleep(1.5)                 # still inside the hanging read
+        heartbeat_after = len(mock_factory.pin(22).states)
+        assert mock_factory.pin(17).state  # the siren is sounding
+        assert heartbeat_after - heartbeat_before >= 4  # the output thread kept working
+    finally:
+        stop.set()
+        runner.join(timeout=10)
+        outputs.close()
+    assert not runner.is_alive()
+    assert [bool(s.state) for s in mock_factory.pin(17).states] == [False, True, False]
+
+
+def test_an_unwritable_status_directory_is_logged_and_sampling_goes_on(tmp_path, caplog):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the runtime directory should be")
+    config = config_from({"filter": {"acquire_samples": 1}})
+    clock = FakeClock()
+    daemon = Daemon(config, ScriptedSensor([3.5] * 3), lambda frame: None, clock=clock,
+                    status=StatusWriter(blocker / "run"))
+    for _ in range(3):
+        daemon.sample_once()
+        clock.now += 10
+    assert daemon.samples == 3 and daemon.engine.level_m == pytest.approx(6.9)
+    assert caplog.text.count("status not written") == 1
+
+

@@ -1,0 +1,212 @@
+"""`gauge-agent replay` on the real recordings and on messy field files, through the real CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli, shared_data
+
+USGS_THRESHOLDS = ('alarm.levels=[{name="waspada",above_m=7.0},{name="siaga",above_m=9.0},'
+                   '{name="awas",above_m=11.0}]')
+
+
+def replay(*args: str) -> tuple[list[dict], str]:
+    result = run_cli("replay", *args)
+    assert result.returncode == 0, result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines()], result.stderr
+
+
+def brief(events: list[dict]) -> list[tuple]:
+    out = []
+    for e in events:
+        value = {"level": e.get("state"), "siren": e.get("pattern"), "rate": e.get("active"),
+                 "fault": (e.get("fault"), e.get("active"))}[e["kind"]]
+        out.append((e["time"], e["kind"], value))
+    return out
+
+
+def test_brays_bayou_tax_day_flood_raises_every_level_when_the_stage_crossed_it():
+    """Brays Bayou at Houston (USGS 08075000), 15-minute stage in feet.
+
+    Thresholds stated for the test: waspada 7.0 m (23.0 ft), siaga 9.0 m (29.5 ft), awas
+    11.0 m (36.1 ft). With 15-minute data the median window is one sample, stale after two
+    missed samples. Read off the file (local time is UTC-5):
+    - 23:15 CDT 17 Apr (04:15Z): 23.17 ft = 7.06 m, the first stage above 7.0 m -> waspada;
+      02:00 CDT (07:00Z): 22.78 ft = 6.94 m, below 7.0 - 0.05 m; 15 min later -> normal.
+    - 05:30 CDT (10:30Z) 23.09 ft -> waspada; 06:00 CDT (11:00Z) 30.16 ft = 9.19 m -> siaga;
+      06:45 CDT (11:45Z) 37.71 ft = 11.49 m -> awas (the 12.9 ft/h Tax Day rise).
+    - 19:00 CDT (00:00Z 19 Apr) 35.64 ft = 10.86 m < 10.95 m: awas steps down 15 min later.
+    """
+    events, summary = replay(
+        str(shared_data("usgs_tax_day_2016.csv")), "--time-column", "timestamp",
+        "--value-column", "gage_height_ft", "--unit", "ft", "--where", "station_id=08075000",
+        "--set", USGS_THRESHOLDS, "--set", "alarm.rate.enabled=false",
+        "--set", "alarm.stale_after_s=1800", "--set", "filter.window=1",
+        "--set", "filter.reject_to_fault_s=3600")
+    assert brief(events)[:9] == [
+        ("2016-04-18T04:15:00Z", "level", "waspada"),
+        ("2016-04-18T07:15:00Z", "level", "normal"),
+        ("2016-04-18T10:30:00Z", "level", "waspada"),
+        ("2016-04-18T11:00:00Z", "level", "siaga"),
+        ("2016-04-18T11:00:00Z", "siren", "intermittent"),
+        ("2016-04-18T11:45:00Z", "level", "awas"),
+        ("2016-04-18T11:45:00Z", "siren", "continuous"),
+        ("2016-04-19T00:15:00Z", "level", "siaga"),
+        ("2016-04-19T00:15:00Z", "siren", "intermittent"),
+    ]
+    assert events[5] == {"time": "2016-04-18T11:45:00Z", "kind": "level", "state": "awas",
+                         "previous": "siaga", "level_m": 11.494}
+    # The siren sounds only in the Tax Day flood; no fault in a clean USGS series.
+    sirens = [e for e in events if e["kind"] == "siren"]
+    assert all("2016-04-18T11" <= e["time"] <= "2016-04-19T05" for e in sirens)
+    assert not [e for e in events if e["kind"] == "fault"]
+    assert "1056 samples" in summary and "3168 filtered out" in summary
+
+
+def test_brays_bayou_rate_alarm_warns_before_the_first_threshold():
+    events, _ = replay(
+        str(shared_data("usgs_tax_day_2016.csv")), "--time-column", "timestamp",
+        "--value-column", "gage_height_ft", "--unit", "ft", "--where", "station_id=08075000",
+        "--set", USGS_THRESHOLDS, "--set", "alarm.rate.rise_m_per_h=0.3",
+        "--set", "alarm.rate.window_s=3600", "--set", "alarm.stale_after_s=1800",
+        "--set", "filter.window=1", "--set", "filter.reject_to_fault_s=3600")
+    on_the_day = [e for e in events if e["time"].startswith("2016-04-18")]
+    first_rate = next(e for e in on_the_day if e["kind"] == "rate")
+    first_level = next(e for e in on_the_day if e["kind"] == "level")
+    assert first_rate["active"] and first_rate["time"] < first_level["time"]
+
+
+def floodnet(*extra: str) -> tuple[list[dict], str]:
+    """FloodNet duly_pro_vervet: raw MB7389 distances in mm, baseline about 2754 mm.
+
+    Thresholds stated for the test, as water depth on the street: waspada 0.10 m, siaga 0.20 m,
+    awas 0.30 m; the sensor codes 9999/5000/300/500 are "no reading".
+    """
+    return replay(
+        str(shared_data("floodnet_duly_pro_vervet.csv")), "--value-column", "dist_mm",
+        "--value-kind", "distance", "--unit", "mm",
+        "--set", "sensor.invalid_values=[9999, 5000, 300, 500]",
+        "--set", "sensor.max_range_m=5.0", "--set", "calibration.sensor_elevation_m=2.754",
+        "--set", 'alarm.levels=[{name="waspada",above_m=0.10},{name="siaga",above_m=0.20},'
+                 '{name="awas",above_m=0.30}]',
+        "--set", "alarm.deadband_m=0.02", "--set", "alarm.stale_after_s=600",
+        "--set", "alarm.rate.rise_m_per_h=0.15", *extra)
+
+
+def test_floodnet_street_flood_warns_once_and_never_sounds_for_noise():
+    """Read off the file: dist_mm falls below 2654 (0.10 m of water) at 23:37Z on 3 June and
+    below 2554 (0.20 m) at 23:51Z; the deepest reading is 2483 mm (0.27 m) at 00:27Z, so awas
+    is never reached; the water is under 0.08 m again by 01:40Z. On 6 June it touches 0.10 m
+    (2627 mm at the deepest): waspada only. Everything else is centimetre noise and 3,297
+    maximum-range codes, which must not sound anything.
+    """
+    events, summary = floodnet()
+    levels = [(e["time"][:16], e["state"]) for e in events if e["kind"] == "level"]
+    assert levels[:2] == [("2023-06-03T23:37", "waspada"), ("2023-06-03T23:51", "siaga")]
+    assert [state for _, state in levels] == ["waspada", "siaga", "waspada", "normal",
+                                              "waspada", "normal"]
+    assert levels[4][0].startswith("2023-06-06")
+    sirens = [(e["time"][:16], e["pattern"]) for e in events if e["kind"] == "siren"]
+    assert [pattern for _, pattern in sirens] == ["intermittent", "off"]
+    assert "2023-06-03T23:51" <= sirens[0][0] and sirens[1][0] < "2023-06-04T02:00"
+    assert "31967 samples" in summary and "3297 no reading" in summary
+
+
+def test_floodnet_code_runs_raise_stale_at_the_moment_it_would_have_fired_live():
+    events, _ = floodnet()
+    stale = [e for e in events if e["kind"] == "fault" and e["fault"] == "stale"]
+    assert stale and all(e["time"] >= "2023-06-17" for e in stale)
+    # A fault fires inside a gap: 600 s after the last valid reading, not at the next row.
+    first = stale[0]
+    assert first == {"time": "2023-06-17T02:39:15.089Z", "kind": "fault", "fault": "stale",
+                     "active": True}
+
+
+# -- messy files -----------------------------------------------------------------------------
+
+MESSY = """time,level,note
+2024-01-01T00:00:00Z,7.00,ok
+
+2024-01-01T00:00:10Z,7.01,ok
+2024-01-01T00:00:10Z,7.50,duplicate time
+2024-01-01T00:00:05Z,7.02,out of order
+2024-01-01T00:00:20Z,nan,sensor said nan
+2024-01-01T00:00:30Z,ERR,
+2024-01-01T00:00:40Z,,empty
+2024-01-01T00:00:50Z,7.03
+2024-01-01T00:01:00Z,7.03,extra,column
+not-a-time,7.0,bad time
+2024-01-01 08:01:10+08:00,7.04,offset
+2024-01-01T00:01:20,7.05,naive is UTC
+1704067290,7.06,epoch seconds
+2024-01-01T00:01:40Z,7.60,rising
+2024-01-01T00:01:50Z,7.61,rising
+2024-01-01T00:02:00Z,7.62,rising
+"""
+
+
+def test_messy_file_is_replayed_to_the_end_and_every_problem_counted(tmp_path):
+    path = tmp_path / "messy.csv"
+    path.write_text(MESSY, encoding="utf-8")
+    events, summary = replay(str(path), "--set", "filter.window=1",
+                             "--set", "filter.max_rate_m_per_min=10")
+    assert brief(events) == [("2024-01-01T00:01:40Z", "level", "waspada")]
+    for part in ["17 rows", "11 samples", "3 no reading", "1 blank", "2 malformed",
+                 "1 bad time", "1 out of order", "1 duplicate time"]:
+        assert part in summary, (part, summary)
+
+
+def test_where_keeps_only_matching_rows(tmp_path):
+    path = tmp_path / "two.csv"
+    rows = ["time,station,level"] + [f"{i * 60},{s},{v}" for i in range(10)
+                                     for s, v in (("a", 7.0), ("b", 9.0))]
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    events, summary = replay(str(path), "--where", "station=a")
+    assert events == [] and "10 filtered out" in summary
+    events, _ = replay(str(path), "--where", "station=b", "--set", "filter.window=1")
+    assert [e["state"] for e in events if e["kind"] == "level"] == ["awas"]
+
+
+def test_missing_column_names_the_columns_there_are(tmp_path):
+    path = tmp_path / "x.csv"
+    path.write_text("timestamp,stage\n0,1\n", encoding="utf-8")
+    result = run_cli("replay", str(path), "--time-column", "timestamp")
+    assert result.returncode == 1
+    assert result.stderr.strip() == (f"gauge-agent: {path}: no column 'level' for the value"
+                                     " (columns: 'timestamp', 'stage'; choose one with"
+                                     " --value-column)")
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["replay", "/nonexistent.csv"], 1, "gauge-agent: /nonexistent.csv: no such file"),
+    (["replay", "x.csv", "--set", "alarm.of_delay_s=1"], 78,
+     "alarm.of_delay_s: unknown key (did you mean 'off_delay_s'?)"),
+    (["replay", "x.csv", "--where", "nothing"], 2,
+     "gauge-agent replay: --where 'nothing' must look like COLUMN=VALUE"),
+])
+def test_replay_errors_have_exit_codes_and_one_clear_line(args, code, message, tmp_path):
+    (tmp_path / "x.csv").write_text("time,level\n", encoding="utf-8")
+    result = run_cli(*args, cwd=tmp_path)
+    assert (result.returncode, result.stderr.strip()) == (code, message)
+    assert "Traceback" not in result.stderr
+
+
+def test_plot_is_written_as_a_png(tmp_path):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "replay.png"
+    _, summary = replay(str(shared_data("usgs_tax_day_2016.csv")), "--time-column", "timestamp",
+                        "--value-column", "gage_height_ft", "--unit", "ft",
+                        "--where", "station_id=08075000", "--set", USGS_THRESHOLDS,
+                        "--plot", str(out))
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert out.stat().st_size > 20_000  # a real picture, not an empty canvas
+    assert f"plot written to {out}" in summary
+
+
+def test_json_lines_are_in_time_order(tmp_path):
+    events, _ = floodnet()
+    times = [e["time"] for e in events]
+    assert times == sorted(times)
