@@ -85,6 +85,7 @@ class AlarmEngine:
         self.rate_since: float | None = None
         self.rate_clear_since: float | None = None
         self.siren_pattern = "off"
+        self._next_deadline = self._compute_next_deadline()
 
     # -- public view -------------------------------------------------------------------------
     @property
@@ -109,32 +110,38 @@ class AlarmEngine:
     # -- time --------------------------------------------------------------------------------
     def next_deadline(self) -> float | None:
         """The next moment at which something changes if no sample arrives before it."""
-        candidates = [self.faults.next_deadline()]
-        for i in range(self.state, len(self.thresholds)):
-            since = self.raise_since[i]
-            if since is not None:
-                candidates.append(since + self.on_delay_s)
-        if self.clear_since is not None:
-            candidates.append(self.clear_since + self.off_delay_s)
-        if self.rate_since is not None and not self.rate_active:
-            candidates.append(self.rate_since + self.on_delay_s)
-        if self.rate_clear_since is not None and self.rate_active:
-            candidates.append(self.rate_clear_since + self.off_delay_s)
-        pending = [t for t in candidates if t is not None]
-        return min(pending) if pending else None
+        return self._next_deadline
+
+    def _compute_next_deadline(self) -> float | None:
+        best = self.faults.next
+        raise_since = self.raise_since
+        for index in range(self.state, len(raise_since)):
+            since = raise_since[index]
+            if since is not None and (best is None or since + self.on_delay_s < best):
+                best = since + self.on_delay_s
+        if self.rate_active:
+            since, delay = self.rate_clear_since, self.off_delay_s
+        else:
+            since, delay = self.rate_since, self.on_delay_s
+        if since is not None and (best is None or since + delay < best):
+            best = since + delay
+        if self.clear_since is not None and (best is None or self.clear_since + self.off_delay_s < best):
+            best = self.clear_since + self.off_delay_s
+        return best
 
     def run_until(self, now: float) -> list[Event]:
         """Fire everything due up to `now`, each at its own moment."""
+        deadline = self._next_deadline
+        if deadline is None or deadline > now:
+            return []
         events: list[Event] = []
-        while True:
-            deadline = self.next_deadline()
-            if deadline is None or deadline > now:
-                return events
+        while deadline is not None and deadline <= now:
             before = self._snapshot()
             events.extend(self._advance(deadline))
-            if self._snapshot() == before and self.next_deadline() == deadline:
-                # Nothing could change at this deadline (guards against a spin); move on.
-                return events
+            previous, deadline = deadline, self._next_deadline
+            if deadline == previous and self._snapshot() == before:
+                break  # nothing could change at this deadline (guards against a spin)
+        return events
 
     def _snapshot(self) -> tuple:
         return (self.state, self.rate_active, frozenset(self.faults.active), self.clear_since,
@@ -144,31 +151,39 @@ class AlarmEngine:
         events = [Event(now, "fault", {"fault": fault, "active": True})
                   for fault, _ in self.faults.advance(now)]
         self._evaluate(now, events)
+        self._next_deadline = self._compute_next_deadline()
         return events
 
     # -- samples -----------------------------------------------------------------------------
     def update(self, measurement: Measurement) -> list[Event]:
         """Take in one sample (call `run_until(measurement.time)` first)."""
         now = measurement.time
+        changes = self.faults.observe(measurement)
         events = [Event(now, "fault", {"fault": fault, "active": active})
-                  for fault, active in self.faults.observe(measurement)]
+                  for fault, active in changes] if changes else []
         if measurement.accepted:
             level = measurement.smoothed_m
             self.level_m = level
-            for i, threshold in enumerate(self.thresholds):
-                if level >= threshold:
-                    if self.raise_since[i] is None:
-                        self.raise_since[i] = now
-                else:
-                    self.raise_since[i] = None
+            raise_since = self.raise_since
+            if level < self.thresholds[0]:
+                # The common case in a year of data: below every level (thresholds ascend).
+                if raise_since[0] is not None:
+                    raise_since[:] = [None] * len(raise_since)
+            else:
+                for i, threshold in enumerate(self.thresholds):
+                    if level >= threshold:
+                        if raise_since[i] is None:
+                            raise_since[i] = now
+                    else:
+                        raise_since[i] = None
             self.rate_m_per_h = measurement.rate_m_per_h
-            self._observe_rate(now, measurement.rate_m_per_h)
+            if self.rate_enabled:
+                self._observe_rate(now, measurement.rate_m_per_h)
         self._evaluate(now, events)
+        self._next_deadline = self._compute_next_deadline()
         return events
 
     def _observe_rate(self, now: float, rate: float | None) -> None:
-        if not self.rate_enabled:
-            return
         if rate is None:  # too little data for a slope: no evidence either way
             self.rate_since = None
             self.rate_clear_since = None
@@ -187,10 +202,13 @@ class AlarmEngine:
 
     def _evaluate(self, now: float, events: list[Event]) -> None:
         warning_before = self.warning
-        self._escalate(now, events)
+        if self.state < len(self.thresholds) and self.raise_since[self.state] is not None:
+            self._escalate(now, events)
         measuring = not self.faults.active
-        self._step_down(now, events, measuring)
-        self._rate_transitions(now, events, measuring)
+        if self.state:
+            self._step_down(now, events, measuring)
+        if self.rate_since is not None or self.rate_clear_since is not None:
+            self._rate_transitions(now, events, measuring)
         if self.warning != warning_before:
             pattern = self.config.siren_pattern_for(self.warning)
             if pattern != self.siren_pattern:

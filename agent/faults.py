@@ -36,66 +36,95 @@ class FaultMonitor:
         self.stuck_since = start
         self.driver_errors = 0
         self.last_reason: str | None = None
+        self.next = self.next_deadline()  # kept current: read after every sample
 
-    def _deadlines(self) -> dict[str, float]:
-        deadlines = {"stale": self.last_valid_t + self.stale_after_s}
-        if self.first_rejected_t is not None:
-            deadlines["implausible"] = self.first_rejected_t + self.reject_to_fault_s
-        if self.first_out_of_range_t is not None:
-            deadlines["out_of_range"] = self.first_out_of_range_t + self.reject_to_fault_s
-        if self.stuck_after_s > 0 and self.stuck_value is not None:
-            deadlines["stuck"] = self.stuck_since + self.stuck_after_s
-        return deadlines
+    def _due(self) -> list[tuple[str, float]]:
+        """(fault, deadline) for every fault not yet active that has a deadline, FAULTS order."""
+        active = self.active
+        due = []
+        if "stale" not in active:
+            due.append(("stale", self.last_valid_t + self.stale_after_s))
+        if self.first_rejected_t is not None and "implausible" not in active:
+            due.append(("implausible", self.first_rejected_t + self.reject_to_fault_s))
+        if self.first_out_of_range_t is not None and "out_of_range" not in active:
+            due.append(("out_of_range", self.first_out_of_range_t + self.reject_to_fault_s))
+        if self.stuck_after_s > 0 and self.stuck_value is not None and "stuck" not in active:
+            due.append(("stuck", self.stuck_since + self.stuck_after_s))
+        return due
 
     def next_deadline(self) -> float | None:
-        pending = [t for fault, t in self._deadlines().items() if fault not in self.active]
-        return min(pending) if pending else None
+        # Written out rather than min(_due()): it runs after every sample.
+        active = self.active
+        best = None if "stale" in active else self.last_valid_t + self.stale_after_s
+        if self.first_rejected_t is not None and "implausible" not in active:
+            deadline = self.first_rejected_t + self.reject_to_fault_s
+            if best is None or deadline < best:
+                best = deadline
+        if self.first_out_of_range_t is not None and "out_of_range" not in active:
+            deadline = self.first_out_of_range_t + self.reject_to_fault_s
+            if best is None or deadline < best:
+                best = deadline
+        if self.stuck_after_s > 0 and self.stuck_value is not None and "stuck" not in active:
+            deadline = self.stuck_since + self.stuck_after_s
+            if best is None or deadline < best:
+                best = deadline
+        return best
 
     def advance(self, now: float) -> list[tuple[str, bool]]:
         """Raise every fault whose deadline has come."""
+        deadline = self.next
+        if deadline is None or deadline > now:
+            return []
         changes = []
-        for fault, deadline in self._deadlines().items():
-            if fault not in self.active and deadline <= now:
+        for fault, deadline in self._due():
+            if deadline <= now:
                 self.active.add(fault)
                 changes.append((fault, True))
-        changes.sort(key=lambda change: FAULTS.index(change[0]))
+        self.next = self.next_deadline()
         return changes
 
     def observe(self, measurement: Measurement) -> list[tuple[str, bool]]:
         """Take in one sample; returns the faults that changed, in FAULTS order."""
         now = measurement.time
-        before = set(self.active)
+        active = self.active
+        changes: list[tuple[str, bool]] = []
         reason = measurement.reason
         self.last_reason = reason
-        is_driver_error = measurement.raw is None and reason not in PIPELINE_REASONS
-        if is_driver_error:
+        if measurement.raw is None and reason not in PIPELINE_REASONS:  # a driver error
             self.driver_errors += 1
-            if self.driver_errors >= self.fail_to_fault:
-                self.active.add("sensor")
+            if self.driver_errors >= self.fail_to_fault and "sensor" not in active:
+                active.add("sensor")
+                changes.append(("sensor", True))
         else:
             self.driver_errors = 0
-            self.active.discard("sensor")
+            if "sensor" in active:
+                active.discard("sensor")
+                changes.append(("sensor", False))
         if measurement.valid:
             self.last_valid_t = now
             self.first_out_of_range_t = None
-            self.active.discard("stale")
-            self.active.discard("out_of_range")
-            self._observe_stuck(now, measurement.level_m)
+            for fault in ("stale", "out_of_range"):
+                if fault in active:
+                    active.discard(fault)
+                    changes.append((fault, False))
+            level = measurement.level_m
+            if self.stuck_value is None or abs(level - self.stuck_value) > self.stuck_tolerance_m:
+                self.stuck_value = level
+                self.stuck_since = now
+                if "stuck" in active:
+                    active.discard("stuck")
+                    changes.append(("stuck", False))
         elif reason == OUT_OF_RANGE and self.first_out_of_range_t is None:
             self.first_out_of_range_t = now
         if measurement.accepted:
             self.first_rejected_t = None
-            self.active.discard("implausible")
+            if "implausible" in active:
+                active.discard("implausible")
+                changes.append(("implausible", False))
         elif reason == IMPLAUSIBLE and self.first_rejected_t is None:
             self.first_rejected_t = now
-        self.advance(now)
-        return [(fault, fault in self.active) for fault in FAULTS
-                if (fault in self.active) != (fault in before)]
-
-    def _observe_stuck(self, now: float, level: float | None) -> None:
-        if level is None:
-            return
-        if self.stuck_value is None or abs(level - self.stuck_value) > self.stuck_tolerance_m:
-            self.stuck_value = level
-            self.stuck_since = now
-            self.active.discard("stuck")
+        self.next = self.next_deadline()
+        changes.extend(self.advance(now))
+        if len(changes) > 1:
+            changes.sort(key=lambda change: FAULTS.index(change[0]))
+        return changes

@@ -216,13 +216,27 @@ class RateOfRise:
             self.t_ref = now
             self._reset_sums()
         points.append((now, level))
-        self._include(now, level, 1)
+        # The sums are updated inline (this runs for every sample of a year-long replay).
+        x = now - self.t_ref
+        self.n += 1
+        self.st += x
+        self.sv += level
+        self.stt += x * x
+        self.stv += x * level
         horizon = now - self.window_s
-        while points[0][0] < horizon:
-            t, v = points.popleft()
-            self._include(t, v, -1)
-        if now - self.t_ref > 4 * self.window_s:
-            self._rebuild()  # keep x = t - t_ref small: amortised O(1), precision stays ~1e-12
+        if points[0][0] < horizon:
+            while points[0][0] < horizon:
+                t, v = points.popleft()
+                x = t - self.t_ref
+                self.n -= 1
+                self.st -= x
+                self.sv -= v
+                self.stt -= x * x
+                self.stv -= x * v
+            if now - self.t_ref > 4 * self.window_s:
+                self._rebuild()  # keep x = t - t_ref small: amortised O(1), precision ~1e-12
+        if self.n < 3 or now - points[0][0] < self.window_s / 2:
+            return None
         return self.rate()
 
     def rate(self) -> float | None:

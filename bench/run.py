@@ -1,0 +1,123 @@
+"""Benchmarks for the replay and the per-sample pipeline + engine cost.
+
+Prints one JSON object per metric. Each figure comes with a baseline measured in the same run
+on the same machine, and the ratio between them, so numbers from different machines compare.
+Targets (issue #2): replay >= 100,000 samples/s (a year of 10-second samples in < 30 s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import os
+import random
+import tempfile
+import time
+from pathlib import Path
+
+from agent.alarm import AlarmEngine
+from agent.config import build_config
+from agent.pipeline import Pipeline
+from agent.replay import ReplayOptions, run_replay
+
+SAMPLES = 1_000_000
+YEAR_OF_10S_SAMPLES = 365 * 24 * 360
+
+
+def synthetic_levels(count: int, seed: int = 7) -> list[tuple[float, float | None]]:
+    """A year-like series at 10 s: slow seasonal swing, floods, 1 % spikes, 2 % no-echo."""
+    rnd = random.Random(seed)
+    start = 1_700_000_000.0
+    series = []
+    for i in range(count):
+        t = start + 10.0 * i
+        level = 6.9 + 0.3 * math.sin(i / 200_000) + 1.8 * max(0.0, math.sin(i / 9_000)) ** 8
+        roll = rnd.random()
+        if roll < 0.02:
+            series.append((t, None))
+        elif roll < 0.03:
+            series.append((t, rnd.uniform(0.25, 4.0)))
+        else:
+            series.append((t, 10.40 - level + rnd.gauss(0, 0.005)))
+    return series
+
+
+def write_csv(path: Path, series) -> None:
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["time", "distance_m"])
+        for t, value in series:
+            writer.writerow([f"{t:.0f}", "" if value is None else f"{value:.4f}"])
+
+
+def timed(function) -> float:
+    started = time.perf_counter()
+    function()
+    return time.perf_counter() - started
+
+
+def emit(name: str, value: float, unit: str, baseline_name: str, baseline: float,
+         **extra) -> None:
+    print(json.dumps({"metric": name, "value": round(value, 3), "unit": unit,
+                      "baseline": baseline_name, "baseline_value": round(baseline, 3),
+                      "ratio": round(value / baseline, 3) if baseline else None, **extra}),
+          flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--samples", type=int, default=SAMPLES)
+    args = parser.parse_args()
+    config = build_config({"alarm": {"levels": [{"name": "waspada", "above_m": 7.5},
+                                                {"name": "siaga", "above_m": 7.9},
+                                                {"name": "awas", "above_m": 8.5}]}})
+    series = synthetic_levels(args.samples)
+
+    # 1. Pipeline + engine per sample, in memory. Baseline: the same loop calling a function
+    #    that does nothing, i.e. the Python iteration and call overhead alone.
+    def pipeline_loop():
+        pipeline = Pipeline(config, "distance", "m")
+        engine = AlarmEngine(config, series[0][0])
+        for t, value in series:
+            engine.run_until(t)
+            engine.update(pipeline.process(t, value, None if value is not None else "no_echo"))
+
+    def empty_loop():
+        def nothing(t, value, reason):
+            return None
+        for t, value in series:
+            nothing(t, value, None)
+
+    loop_s = timed(pipeline_loop)
+    empty_s = timed(empty_loop)
+    emit("pipeline_engine_us_per_sample", loop_s / len(series) * 1e6, "us",
+         "empty_loop_us_per_sample", empty_s / len(series) * 1e6, samples=len(series))
+
+    # 2. Replay throughput from a CSV file, JSON events written to a buffer. Baseline: reading
+    #    and splitting the same file with the csv module and doing nothing else.
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "year.csv"
+        write_csv(path, series)
+        options = ReplayOptions(time_column="time", value_column="distance_m",
+                                value_kind="distance", unit="m")
+        out, err = io.StringIO(), io.StringIO()
+        replay_s = timed(lambda: run_replay(path, config, options, out=out, err=err))
+
+        def csv_only():
+            with open(path, newline="") as handle:
+                for _ in csv.reader(handle):
+                    pass
+        csv_s = timed(csv_only)
+        size_mb = os.path.getsize(path) / 1e6
+    rate = len(series) / replay_s
+    emit("replay_samples_per_s", rate, "samples/s", "csv_read_rows_per_s", len(series) / csv_s,
+         samples=len(series), file_mb=round(size_mb, 1),
+         year_of_10s_samples_s=round(YEAR_OF_10S_SAMPLES / rate, 1),
+         events=out.getvalue().count("\n"))
+
+
+if __name__ == "__main__":
+    main()
