@@ -28,6 +28,7 @@ from agent.config import Config
 from agent.pipeline import Measurement, Pipeline
 from agent.sensors import RawRead, SensorDriver, open_sensor
 from agent.status import StatusWriter
+from agent.systemd import Notifier
 
 log = logging.getLogger("gauge-agent")
 
@@ -72,7 +73,8 @@ class OutputThread(threading.Thread):
 class Daemon:
     def __init__(self, config: Config, sensor: SensorDriver, apply_outputs: Callable,
                  status: StatusWriter | None = None, clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time, simulated: bool = False):
+                 wall: Callable[[], float] = time.time, simulated: bool = False,
+                 notifier: Notifier | None = None):
         self.config = config
         self.sensor = sensor
         self.clock = clock
@@ -87,6 +89,7 @@ class Daemon:
         self.started_wall = wall()
         self.last: Measurement | None = None
         self.samples = 0
+        self.notifier = notifier or Notifier(address="")
 
     def _read(self) -> list[RawRead]:
         try:
@@ -144,14 +147,14 @@ class Daemon:
                 "accepted": last.accepted, "reason": last.reason},
         }
 
-    def run(self, stop: threading.Event, ready: Callable[[], None] = lambda: None) -> None:
+    def run(self, stop: threading.Event) -> None:
         self.annunciator.set_alarm(self.clock(), 0, [])
         self.output_thread.start()
         log.info("gauge-agent %s started: station %s, sensor %s, every %.1f s (%.1f s in alarm)",
                  __version__, self.config.station.id,
                  "simulated" if self.simulated else self.config.sensor.kind,
                  self.config.sensor.interval_s, self.config.sensor.alarm_interval_s)
-        ready()
+        self.notifier.ready(f"sampling every {self.config.sensor.interval_s:g} s")
         next_sample = self.clock()
         try:
             while not stop.is_set():
@@ -162,10 +165,12 @@ class Daemon:
                     next_sample = max(next_sample + self.interval(), self.clock())
                 else:
                     self.handle(self.engine.run_until(now))
+                self.notifier.watchdog()  # the loop came round: not stuck in a read
                 deadline = self.engine.next_deadline()
                 wake = next_sample if deadline is None else min(next_sample, deadline)
                 stop.wait(max(0.0, wake - self.clock()))
         finally:
+            self.notifier.stopping()
             self.output_thread.stopping.set()
             self.output_thread.join(timeout=2)
             if self.status is not None:
@@ -200,7 +205,8 @@ def run_daemon(config: Config, simulate: bool = False) -> int:
         outputs = GpioOutputs(config.outputs, pin_factory=pin_factory,
                               on_silence=lambda: _silence(daemon))
         status = StatusWriter(Path(config.storage.runtime_dir))
-        daemon = Daemon(config, sensor, outputs.apply, status=status, simulated=simulate)
+        daemon = Daemon(config, sensor, outputs.apply, status=status, simulated=simulate,
+                        notifier=Notifier())
 
         def request_stop(signum: int, _frame: object) -> None:
             log.info("%s received, stopping", signal.Signals(signum).name)

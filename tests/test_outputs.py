@@ -145,11 +145,13 @@ def test_close_switches_the_siren_off_and_releases_every_pin(mock_factory):
 
 
 @pytest.mark.hardware
-def test_siren_relay_clicks_on_a_real_pi():
-    pytest.importorskip("RPi.GPIO", reason="needs a Raspberry Pi with RPi.GPIO or lgpio")
+def test_siren_relay_and_lamps_switch_on_a_real_pi():
+    """On the Pi, with the default pin factory: the relay and lamps follow the frames."""
     outputs = GpioOutputs(CONFIG.outputs)
     try:
-        outputs.apply(Frame(True, False, False, False))
-        assert outputs.siren.value == 1
+        outputs.apply(Frame(True, False, False, True))
+        assert (outputs.siren.value, outputs.red.value) == (1, 1)
+        outputs.apply(Frame(False, True, False, False))
+        assert (outputs.siren.value, outputs.green.value, outputs.red.value) == (0, 1, 0)
     finally:
         outputs.close()
