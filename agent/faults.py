@@ -97,30 +97,22 @@ class FaultMonitor:
                 changes.append(("sensor", True))
         else:
             self.driver_errors = 0
-            if "sensor" in active:
-                active.discard("sensor")
-                changes.append(("sensor", False))
+            self._clear("sensor", changes)
         if measurement.valid:
             self.last_valid_t = now
             self.first_out_of_range_t = None
-            for fault in ("stale", "out_of_range"):
-                if fault in active:
-                    active.discard(fault)
-                    changes.append((fault, False))
+            self._clear("stale", changes)
+            self._clear("out_of_range", changes)
             level = measurement.level_m
             if self.stuck_value is None or abs(level - self.stuck_value) > self.stuck_tolerance_m:
                 self.stuck_value = level
                 self.stuck_since = now
-                if "stuck" in active:
-                    active.discard("stuck")
-                    changes.append(("stuck", False))
+                self._clear("stuck", changes)
         elif reason == OUT_OF_RANGE and self.first_out_of_range_t is None:
             self.first_out_of_range_t = now
         if measurement.accepted:
             self.first_rejected_t = None
-            if "implausible" in active:
-                active.discard("implausible")
-                changes.append(("implausible", False))
+            self._clear("implausible", changes)
         elif reason == IMPLAUSIBLE and self.first_rejected_t is None:
             self.first_rejected_t = now
         self.next = self.next_deadline()
@@ -128,3 +120,8 @@ class FaultMonitor:
         if len(changes) > 1:
             changes.sort(key=lambda change: FAULTS.index(change[0]))
         return changes
+
+    def _clear(self, fault: str, changes: list[tuple[str, bool]]) -> None:
+        if fault in self.active:
+            self.active.discard(fault)
+            changes.append((fault, False))

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -59,3 +60,52 @@ def shared_data(name: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is not here (the shared development data sits beside the checkout)")
     return path
+
+
+# The flash-flood scenario compressed 240 times: 80 minutes in 20 seconds. Every time-based
+# setting is scaled by the same factor, so the daemon sees the flood a real dam would see.
+FAST = 240.0
+
+
+def fast_config_text(tmp_path: Path) -> str:
+    return f"""
+[sensor]
+kind = "simulated"
+interval_s = {10 / FAST * 12:.4f}
+alarm_interval_s = {2 / FAST * 12:.4f}
+burst = 3
+[sensor.simulated]
+scenario = "flash-flood"
+time_scale = {FAST}
+repeat = false
+[filter]
+max_rate_m_per_min = {0.5 * FAST}
+reject_to_fault_s = 5
+[alarm]
+off_delay_s = {900 / FAST:.3f}
+stale_after_s = 5
+[alarm.rate]
+window_s = {1800 / FAST:.3f}
+rise_m_per_h = {0.05 * FAST}
+[storage]
+state_dir = "{tmp_path / 'state'}"
+runtime_dir = "{tmp_path / 'run'}"
+"""
+
+
+@contextlib.contextmanager
+def simulated_daemon(tmp_path: Path, env: dict | None = None, stderr=subprocess.PIPE):
+    """`gauge-agent run --simulate` on the compressed flood, as a child process that is always
+    killed when the test ends, whatever happened."""
+    config = tmp_path / "config.toml"
+    config.write_text(fast_config_text(tmp_path), encoding="utf-8")
+    process = subprocess.Popen([sys.executable, "-m", "agent", "run", "--simulate", "--config",
+                                str(config)], cwd=ROOT, stderr=stderr, text=True,
+                               env=env if env is not None else {**os.environ,
+                                                                "GPIOZERO_PIN_FACTORY": "mock"})
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()

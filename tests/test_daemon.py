@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -16,38 +13,7 @@ import pytest
 from agent.daemon import Daemon
 from agent.outputs import GpioOutputs
 from agent.status import StatusWriter
-from tests.conftest import ROOT, config_from
-
-# The flash-flood scenario compressed 240 times: 80 minutes in 20 seconds. Every time-based
-# setting is scaled by the same factor, so the daemon sees the flood a real dam would see.
-FAST = 240.0
-
-
-def fast_config_text(tmp_path: Path) -> str:
-    return f"""
-[sensor]
-kind = "simulated"
-interval_s = {10 / FAST * 12:.4f}
-alarm_interval_s = {2 / FAST * 12:.4f}
-burst = 3
-[sensor.simulated]
-scenario = "flash-flood"
-time_scale = {FAST}
-repeat = false
-[filter]
-max_rate_m_per_min = {0.5 * FAST}
-reject_to_fault_s = 5
-[alarm]
-off_delay_s = {900 / FAST:.3f}
-stale_after_s = 5
-[alarm.rate]
-window_s = {1800 / FAST:.3f}
-rise_m_per_h = {0.05 * FAST}
-[storage]
-state_dir = "{tmp_path / 'state'}"
-runtime_dir = "{tmp_path / 'run'}"
-"""
-
+from tests.conftest import config_from, simulated_daemon
 
 def wait_for(predicate, timeout: float, what: str):
     deadline = time.monotonic() + timeout
@@ -67,11 +33,7 @@ def read_status(tmp_path: Path) -> dict | None:
 
 
 def test_simulated_flood_runs_through_every_level_and_stops_cleanly_on_sigterm(tmp_path):
-    config = tmp_path / "config.toml"
-    config.write_text(fast_config_text(tmp_path), encoding="utf-8")
-    process = subprocess.Popen([sys.executable, "-m", "agent", "run", "--simulate", "--config",
-                                str(config)], cwd=ROOT, stderr=subprocess.PIPE, text=True)
-    try:
+    with simulated_daemon(tmp_path) as process:
         wait_for(lambda: (read_status(tmp_path) or {}).get("state") == "awas", 30,
                  "the simulated flood to reach awas")
         status = read_status(tmp_path)
@@ -80,10 +42,6 @@ def test_simulated_flood_runs_through_every_level_and_stops_cleanly_on_sigterm(t
                  "the flood to recede to normal")
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=10)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
     assert process.returncode == 0, stderr
     changes = [line.split(" ", 3)[3] for line in stderr.splitlines()
                if " WARNING level " in line]
@@ -97,18 +55,10 @@ def test_simulated_flood_runs_through_every_level_and_stops_cleanly_on_sigterm(t
 
 
 def test_sigint_stops_it_too(tmp_path):
-    config = tmp_path / "config.toml"
-    config.write_text(fast_config_text(tmp_path), encoding="utf-8")
-    process = subprocess.Popen([sys.executable, "-m", "agent", "run", "--simulate", "--config",
-                                str(config)], cwd=ROOT, stderr=subprocess.PIPE, text=True)
-    try:
+    with simulated_daemon(tmp_path) as process:
         wait_for(lambda: read_status(tmp_path), 20, "the first status")
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=10)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
     assert process.returncode == 0 and "SIGINT received, stopping" in stderr
 
 

@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 
 from agent.systemd import Notifier
-from tests.conftest import ROOT
-from tests.test_daemon import fast_config_text
+from tests.conftest import ROOT, simulated_daemon
 
 UNIT = ROOT / "systemd" / "gauge-agent.service"
 needs_systemd = pytest.mark.skipif(shutil.which("systemd-analyze") is None,
@@ -75,26 +74,16 @@ def test_notifier_sends_datagrams_and_does_nothing_without_a_socket(tmp_path):
 
 def test_daemon_reports_ready_watchdog_and_stopping(tmp_path):
     sock, address = bound_socket(tmp_path)
-    config = tmp_path / "config.toml"
-    config.write_text(fast_config_text(tmp_path), encoding="utf-8")
-    with sock:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "agent", "run", "--simulate", "--config", str(config)],
-            cwd=ROOT, stderr=subprocess.DEVNULL,
-            env={"NOTIFY_SOCKET": address, "WATCHDOG_USEC": "10000000", "PATH": "/usr/bin:/bin",
-                 "GPIOZERO_PIN_FACTORY": "mock"})
-        try:
-            messages = [sock.recv(4096).decode()]
-            deadline = time.monotonic() + 10
-            while messages.count("WATCHDOG=1") < 3 and time.monotonic() < deadline:
-                messages.append(sock.recv(4096).decode())
-            process.send_signal(signal.SIGTERM)
-            while "STOPPING=1" not in messages:
-                messages.append(sock.recv(4096).decode())
-            assert process.wait(timeout=10) == 0
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+    env = {"NOTIFY_SOCKET": address, "WATCHDOG_USEC": "10000000", "PATH": "/usr/bin:/bin",
+           "GPIOZERO_PIN_FACTORY": "mock"}
+    with sock, simulated_daemon(tmp_path, env=env, stderr=subprocess.DEVNULL) as process:
+        messages = [sock.recv(4096).decode()]
+        deadline = time.monotonic() + 10
+        while messages.count("WATCHDOG=1") < 3 and time.monotonic() < deadline:
+            messages.append(sock.recv(4096).decode())
+        process.send_signal(signal.SIGTERM)
+        while "STOPPING=1" not in messages:
+            messages.append(sock.recv(4096).decode())
+        assert process.wait(timeout=10) == 0
     assert messages[0].startswith("READY=1\nSTATUS=sampling every")
     assert messages.count("WATCHDOG=1") >= 3 and messages[-1] == "STOPPING=1"
