@@ -13,7 +13,7 @@ import pytest
 from agent.daemon import Daemon
 from agent.outputs import GpioOutputs
 from agent.status import StatusWriter
-from tests.conftest import config_from, simulated_daemon
+from tests.conftest import config_from, run_cli, simulated_daemon
 
 def wait_for(predicate, timeout: float, what: str):
     deadline = time.monotonic() + timeout
@@ -38,6 +38,11 @@ def test_simulated_flood_runs_through_every_level_and_stops_cleanly_on_sigterm(t
                  "the simulated flood to reach awas")
         status = read_status(tmp_path)
         assert status["siren"]["pattern"] == "continuous" and status["interval_s"] < 0.2
+        shown = run_cli("status", "--config", str(tmp_path / "config.toml"))
+        assert shown.returncode == 0, shown.stderr
+        assert " state AWAS " in shown.stdout and " siren continuous " in shown.stdout
+        as_json = run_cli("status", "--json", "--config", str(tmp_path / "config.toml"))
+        assert json.loads(as_json.stdout)["running"] is True
         wait_for(lambda: (read_status(tmp_path) or {}).get("warning") == "normal", 30,
                  "the flood to recede to normal")
         process.send_signal(signal.SIGTERM)
@@ -52,6 +57,8 @@ def test_simulated_flood_runs_through_every_level_and_stops_cleanly_on_sigterm(t
     assert "Traceback" not in stderr
     final = read_status(tmp_path)
     assert final["running"] is False and final["warning"] == "normal"
+    stopped = run_cli("status", "--config", str(tmp_path / "config.toml"))
+    assert stopped.returncode == 1 and stopped.stdout.rstrip().endswith("[STOPPED]")
 
 
 def test_sigint_stops_it_too(tmp_path):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 import pytest
 
+from agent.config import Config
+from agent.replay import ReplayOptions, run_replay
 from tests.conftest import run_cli, shared_data
 
 USGS_THRESHOLDS = ('alarm.levels=[{name="waspada",above_m=7.0},{name="siaga",above_m=9.0},'
@@ -210,3 +213,20 @@ def test_json_lines_are_in_time_order(tmp_path):
     events, _ = floodnet()
     times = [e["time"] for e in events]
     assert times == sorted(times)
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_goes_to_stderr_only_on_a_terminal(tmp_path):
+    path = tmp_path / "long.csv"
+    path.write_text("time,level\n" + "".join(f"{i * 10},{7.0 + (i % 7) / 1000}\n"
+                                                for i in range(45000)))
+    out, terminal, pipe = io.StringIO(), Terminal(), io.StringIO()
+    run_replay(path, Config(), ReplayOptions(), out=out, err=terminal)
+    run_replay(path, Config(), ReplayOptions(), out=io.StringIO(), err=pipe)
+    assert terminal.getvalue().count("\rreplay: ") == 2   # at 20,000 and 40,000 samples
+    assert "\r" not in pipe.getvalue() and pipe.getvalue().startswith("replay: 45000 rows")
+    assert out.getvalue() == ""   # millimetre ripples at 7.0 m: nothing happened, nothing printed
