@@ -99,9 +99,12 @@ class Daemon:
             return [(None, "driver_error")]
 
     def interval(self) -> float:
+        """Fast sampling while a warning is up, and also until the first level is known: after
+        a restart during a flood the warning must be back in seconds, not minutes."""
         sensor = self.config.sensor
-        alarmed = self.engine.warning > 0 or self.engine.rate_active
-        return sensor.alarm_interval_s if alarmed else sensor.interval_s
+        engine = self.engine
+        fast = engine.warning > 0 or engine.rate_active or engine.level_m is None
+        return sensor.alarm_interval_s if fast else sensor.interval_s
 
     def handle(self, events: list[Event]) -> None:
         for event in events:

@@ -113,6 +113,7 @@ def test_sampling_speeds_up_in_alarm_and_a_crashing_driver_is_no_reading(caplog)
         clock.now += daemon.interval()
     # 3.5 m below the sensor is 6.90 m (normal); 2.0 m is 8.40 m (siaga): 2 s sampling.
     assert intervals == [10.0, 2.0, 2.0, 2.0, 2.0]
+    assert Daemon(config, sensor, lambda frame: None, clock=clock).interval() == 2.0  # no level yet
     assert faults == [[], [], [], ["sensor"], []]
     assert daemon.last.reason is None and daemon.engine.state_name == "siaga"
     assert "sensor read failed: bus error" in caplog.text
