@@ -27,6 +27,8 @@ CALIBRATION_FILE_NAME = "calibration.toml"
 SENSOR_KINDS = ("hcsr04", "serial-ultrasonic", "modbus-pressure", "simulated")
 LAMPS = ("off", "amber", "red", "red-blink")
 SCENARIOS = ("calm", "flash-flood", "slow-rise", "noisy", "object-in-beam", "outage")
+MODBUS_DATA_TYPES = ("int16", "uint16", "int32", "uint32", "float32")
+PRESSURE_UNITS = ("m", "cm", "mm", "kPa", "bar", "mbar", "psi")
 
 
 # A rule checks one value. It returns None when the value is fine, or the words for what is allowed.
@@ -91,6 +93,57 @@ class SimulatedSensorConfig:
 
 
 @dataclass(frozen=True)
+class HcSr04Config:
+    trigger_pin: int = field(default=5, metadata=_rule(bcm_pin))
+    echo_pin: int = field(default=6, metadata=_rule(bcm_pin))  # through a 5 V -> 3.3 V divider
+    timeout_s: float = field(default=0.1, metadata=_rule(at_least(0.05)))
+    read_gap_s: float = field(default=0.06, metadata=_rule(at_least(0.06)))  # datasheet: >= 60 ms
+
+
+@dataclass(frozen=True)
+class TemperatureConfig:
+    source: str = field(default="fixed", metadata=_rule(one_of("fixed", "ds18b20")))
+    fixed_c: float = field(default=30.0, metadata=_rule(
+        lambda v: None if -40 <= v <= 85 else "must be a temperature from -40 to 85 C"))
+    device: str = ""  # a DS18B20 sysfs directory; empty = the first /sys/bus/w1/devices/28-*
+
+
+@dataclass(frozen=True)
+class SerialUltrasonicConfig:
+    port: str = "/dev/ttyUSB0"
+    baudrate: int = field(default=9600, metadata=_rule(at_least(300)))
+    unit: str = field(default="mm", metadata=_rule(one_of("mm", "cm")))
+    frame_start: str = field(default="R", metadata=_rule(
+        lambda v: None if len(v) == 1 and v.isprintable() and not v.isdigit()
+        else "must be one printable character that is not a digit"))
+    digits: int = field(default=4, metadata=_rule(
+        lambda v: None if 1 <= v <= 6 else "must be from 1 to 6"))
+    timeout_s: float = field(default=1.0, metadata=_rule(positive))
+
+
+@dataclass(frozen=True)
+class ModbusConfig:
+    port: str = "/dev/ttyUSB0"
+    baudrate: int = field(default=9600, metadata=_rule(at_least(300)))
+    parity: str = field(default="N", metadata=_rule(one_of("N", "E", "O")))
+    stopbits: int = field(default=1, metadata=_rule(
+        lambda v: None if v in (1, 2) else "must be 1 or 2"))
+    slave_id: int = field(default=1, metadata=_rule(
+        lambda v: None if 1 <= v <= 247 else "must be a Modbus address from 1 to 247"))
+    register: int = field(default=0, metadata=_rule(
+        lambda v: None if 0 <= v <= 65535 else "must be a register address from 0 to 65535"))
+    function: int = field(default=3, metadata=_rule(
+        lambda v: None if v in (3, 4) else "must be 3 (holding) or 4 (input registers)"))
+    data_type: str = field(default="int16", metadata=_rule(one_of(*MODBUS_DATA_TYPES)))
+    word_order: str = field(default="big", metadata=_rule(one_of("big", "little")))
+    scale: float = field(default=0.001, metadata=_rule(lambda v: None if v != 0 else "must not be 0"))
+    unit: str = field(default="m", metadata=_rule(one_of(*PRESSURE_UNITS)))
+    density_kg_m3: float = field(default=1000.0, metadata=_rule(
+        lambda v: None if 900 <= v <= 1300 else "must be a water density from 900 to 1300 kg/m3"))
+    timeout_s: float = field(default=0.5, metadata=_rule(positive))
+
+
+@dataclass(frozen=True)
 class SensorConfig:
     kind: str = field(default="simulated", metadata=_rule(one_of(*SENSOR_KINDS)))
     interval_s: float = field(default=10.0, metadata=_rule(positive))
@@ -100,7 +153,18 @@ class SensorConfig:
     max_range_m: float = field(default=4.0, metadata=_rule(positive))
     invalid_values: tuple[float, ...] = ()
     fail_to_fault: int = field(default=3, metadata=_rule(at_least(1)))
+    backoff_max_s: float = field(default=60.0, metadata=_rule(non_negative))
+    power_relay_pin: int = field(default=-1, metadata=_rule(
+        lambda v: None if v == -1 or 0 <= v <= 27 else "must be -1 (none) or a BCM GPIO number"))
+    power_relay_active_high: bool = True
+    power_cycle_after: int = field(default=10, metadata=_rule(at_least(1)))
+    power_off_s: float = field(default=2.0, metadata=_rule(positive))
+    power_settle_s: float = field(default=2.0, metadata=_rule(non_negative))
     simulated: SimulatedSensorConfig = SimulatedSensorConfig()
+    hcsr04: HcSr04Config = HcSr04Config()
+    temperature: TemperatureConfig = TemperatureConfig()
+    serial: SerialUltrasonicConfig = SerialUltrasonicConfig()
+    modbus: ModbusConfig = ModbusConfig()
 
 
 @dataclass(frozen=True)
@@ -521,6 +585,11 @@ def _check_relations(config: Config, problems: list[str]) -> None:
         "outputs.red_led_pin": outputs.red_led_pin,
         "outputs.silence_button_pin": outputs.silence_button_pin,
     }
+    if sensor.kind == "hcsr04":
+        pins["sensor.hcsr04.trigger_pin"] = sensor.hcsr04.trigger_pin
+        pins["sensor.hcsr04.echo_pin"] = sensor.hcsr04.echo_pin
+    if sensor.power_relay_pin >= 0:
+        pins["sensor.power_relay_pin"] = sensor.power_relay_pin
     by_pin: dict[int, str] = {}
     for key, pin in pins.items():
         if pin in by_pin:

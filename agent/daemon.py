@@ -81,7 +81,7 @@ class Daemon:
         self.wall = wall
         self.simulated = simulated
         start = clock()
-        self.pipeline = Pipeline(config, sensor.value_kind, sensor.unit)
+        self.pipeline = Pipeline(config, sensor.value_kind, sensor.unit_to_m)
         self.engine = AlarmEngine(config, start)
         self.annunciator = Annunciator(config, start)
         self.output_thread = OutputThread(self.annunciator, apply_outputs, clock)

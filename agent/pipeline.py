@@ -54,10 +54,10 @@ class Measurement:
 class Validity:
     """Turns a raw value into a distance or level in metres, or a reason it is not one."""
 
-    def __init__(self, config: Config, value_kind: str, unit: str):
+    def __init__(self, config: Config, value_kind: str, unit_to_m: float):
         if value_kind not in VALUE_KINDS:
             raise ValueError(f"value kind must be one of {VALUE_KINDS}, not {value_kind!r}")
-        self.unit_to_m = UNIT_TO_M[unit]
+        self.unit_to_m = unit_to_m
         self.invalid_values = frozenset(config.sensor.invalid_values)
         self.is_distance = value_kind == "distance"
         self.min_m = config.sensor.min_range_m
@@ -254,8 +254,10 @@ class RateOfRise:
 class Pipeline:
     """One sample in, one Measurement out. Holds the filter state between samples."""
 
-    def __init__(self, config: Config, value_kind: str = "distance", unit: str = "m"):
-        self.validity = Validity(config, value_kind, unit)
+    def __init__(self, config: Config, value_kind: str = "distance", unit_to_m: float = 1.0):
+        """`unit_to_m`: metres per raw unit (0.001 for mm; for a pressure sensor in kPa, the
+        metres of water per kPa). `sensor.invalid_values` are compared in the raw unit."""
+        self.validity = Validity(config, value_kind, unit_to_m)
         filter_config = config.filter
         self.gate = PlausibilityGate(filter_config.max_rate_m_per_min, filter_config.noise_m,
                                      filter_config.acquire_samples)

@@ -19,7 +19,7 @@ from typing import IO, Callable, Iterable, Iterator
 from agent.alarm import AlarmEngine, Event, format_utc
 from agent.config import Config
 from agent.errors import ReplayInputError
-from agent.pipeline import ACQUIRING, IMPLAUSIBLE, NOT_A_NUMBER, Measurement, Pipeline
+from agent.pipeline import ACQUIRING, IMPLAUSIBLE, NOT_A_NUMBER, UNIT_TO_M, Measurement, Pipeline
 
 
 @dataclass
@@ -135,7 +135,7 @@ class Replay:
     def __init__(self, config: Config, options: ReplayOptions, keep_trace: bool = False):
         self.config = config
         self.options = options
-        self.pipeline = Pipeline(config, options.value_kind, options.unit)
+        self.pipeline = Pipeline(config, options.value_kind, UNIT_TO_M[options.unit])
         self.engine: AlarmEngine | None = None
         self.counts = ReplayCounts()
         self.trace = Trace() if keep_trace else None

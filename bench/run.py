@@ -79,7 +79,7 @@ def main() -> None:
     # 1. Pipeline + engine per sample, in memory. Baseline: the same loop calling a function
     #    that does nothing, i.e. the Python iteration and call overhead alone.
     def pipeline_loop():
-        pipeline = Pipeline(config, "distance", "m")
+        pipeline = Pipeline(config, "distance", 1.0)
         engine = AlarmEngine(config, series[0][0])
         for t, value in series:
             engine.run_until(t)

@@ -112,7 +112,7 @@ def test_warning_combines_rate_and_level():
     config = engine_config(alarm={"rate": {"enabled": True, "rise_m_per_h": 0.05,
                                            "window_s": 600.0, "raises": "siaga"}})
     engine = AlarmEngine(config, 0.0)
-    pipeline = Pipeline(config, "level", "m")
+    pipeline = Pipeline(config, "level", 1.0)
     for i in range(61):
         engine.run_until(i * 10.0)
         engine.update(pipeline.process(i * 10.0, 7.55 + 0.2 * i * 10 / 3600))
@@ -155,7 +155,7 @@ def test_out_of_range_readings_raise_out_of_range_and_stale():
 def test_driver_errors_raise_the_sensor_fault_after_n_in_a_row():
     config = engine_config(sensor={"fail_to_fault": 3})
     engine = AlarmEngine(config, 0.0)
-    pipeline = Pipeline(config, "level", "m")
+    pipeline = Pipeline(config, "level", 1.0)
     faults = []
     reads = [(7.0, None), (None, "timeout"), (None, "timeout"), (7.0, None),
              (None, "timeout"), (None, "timeout"), (None, "timeout"), (7.0, None)]

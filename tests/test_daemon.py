@@ -74,6 +74,7 @@ class ScriptedSensor:
 
     value_kind = "distance"
     unit = "m"
+    unit_to_m = 1.0
 
     def __init__(self, script, delay_s: float = 0.0):
         self.script = list(script)

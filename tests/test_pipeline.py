@@ -17,7 +17,7 @@ DISTANCE = config_from({"calibration": {"sensor_elevation_m": 10.40},
 
 
 def test_distance_becomes_level_below_the_sensor_face():
-    pipeline = Pipeline(DISTANCE, "distance", "m")
+    pipeline = Pipeline(DISTANCE, "distance", 1.0)
     measurement = pipeline.process(0.0, 3.1)
     assert measurement.accepted and measurement.level_m == pytest.approx(7.3)
 
@@ -27,13 +27,13 @@ def test_distance_becomes_level_below_the_sensor_face():
     (5000.0, INVALID_VALUE), (0.10, OUT_OF_RANGE), (4.5, OUT_OF_RANGE),
 ])
 def test_invalid_readings_are_no_reading_with_their_reason(raw, reason):
-    measurement = Pipeline(DISTANCE, "distance", "m").process(0.0, raw)
+    measurement = Pipeline(DISTANCE, "distance", 1.0).process(0.0, raw)
     assert (measurement.accepted, measurement.valid, measurement.level_m,
             measurement.reason) == (False, False, None, reason)
 
 
 def test_invalid_values_are_compared_in_the_sensors_own_unit():
-    pipeline = Pipeline(DISTANCE, "distance", "mm")
+    pipeline = Pipeline(DISTANCE, "distance", 0.001)
     assert pipeline.process(0.0, 5000).reason == INVALID_VALUE   # 5000 mm code, not 5000 m
     assert pipeline.process(60.0, 3100).level_m == pytest.approx(7.3)
 
@@ -41,22 +41,22 @@ def test_invalid_values_are_compared_in_the_sensors_own_unit():
 def test_pressure_level_uses_offset_and_scale():
     config = config_from({"calibration": {"offset_m": 5.0, "scale": 1.02},
                           "filter": {"acquire_samples": 1}})
-    assert Pipeline(config, "level", "m").process(0.0, 2.0).level_m == pytest.approx(7.04)
+    assert Pipeline(config, "level", 1.0).process(0.0, 2.0).level_m == pytest.approx(7.04)
 
 
 def test_feet_are_converted():
     config = config_from({"filter": {"acquire_samples": 1}})
-    assert Pipeline(config, "level", "ft").process(0.0, 10.0).level_m == pytest.approx(3.048)
+    assert Pipeline(config, "level", 0.3048).process(0.0, 10.0).level_m == pytest.approx(3.048)
 
 
 def test_burst_median_ignores_sensor_codes_and_no_echo():
-    pipeline = Pipeline(DISTANCE, "distance", "m")
+    pipeline = Pipeline(DISTANCE, "distance", 1.0)
     burst = [(3.10, None), (9999.0, None), (None, "no_echo"), (3.12, None), (3.11, None)]
     assert pipeline.process_burst(0.0, burst).level_m == pytest.approx(10.40 - 3.11)
 
 
 def test_burst_with_no_valid_read_reports_the_most_common_reason():
-    pipeline = Pipeline(DISTANCE, "distance", "m")
+    pipeline = Pipeline(DISTANCE, "distance", 1.0)
     burst = [(None, "timeout"), (None, "no_echo"), (None, "no_echo"), (9999.0, None)]
     measurement = pipeline.process_burst(0.0, burst)
     assert (measurement.accepted, measurement.raw, measurement.reason) == (False, None, "no_echo")
@@ -71,7 +71,7 @@ def gate(acquire: int = 1) -> PlausibilityGate:
 
 
 def test_a_spike_is_rejected_and_does_not_move_the_estimate():
-    pipeline = Pipeline(DISTANCE, "level", "m")
+    pipeline = Pipeline(DISTANCE, "level", 1.0)
     results = [pipeline.process(t * 10.0, level) for t, level in
                enumerate([7.00, 7.01, 9.50, 7.00, 7.02])]
     assert [m.accepted for m in results] == [True, True, False, True, True]
@@ -112,7 +112,7 @@ def test_two_spikes_in_a_row_then_water_is_accepted():
 
 
 def test_start_up_needs_agreeing_readings_so_a_first_spike_is_not_the_water():
-    pipeline = Pipeline(config_from({"filter": {"acquire_samples": 3}}), "level", "m")
+    pipeline = Pipeline(config_from({"filter": {"acquire_samples": 3}}), "level", 1.0)
     results = [pipeline.process(t * 10.0, level) for t, level in
                enumerate([9.80, 7.00, 7.01, 7.00, 7.02])]
     assert [m.reason for m in results] == [ACQUIRING, IMPLAUSIBLE, ACQUIRING, None, None]

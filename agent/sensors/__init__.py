@@ -2,7 +2,8 @@
 
 A driver has:
 - `value_kind`: "distance" (sensor face to water) or "level" (depth/pressure -> level),
-- `unit`: the unit of its raw values (`m`, `cm`, `mm`, `ft`); `sensor.invalid_values` are in it,
+- `unit`: the name of the unit of its raw values (`m`, `cm`, `mm`, `kPa`, ...), and
+  `unit_to_m`: metres per raw unit; `sensor.invalid_values` are in the raw unit,
 - `read_burst() -> list[(raw value or None, reason or None)]`, never raising for a failed read,
 - `close()`.
 Hardware libraries are imported only by the driver of the configured kind.
@@ -22,6 +23,7 @@ RawRead = tuple["float | None", "str | None"]
 class SensorDriver(Protocol):
     value_kind: str
     unit: str
+    unit_to_m: float
 
     def read_burst(self) -> list[RawRead]: ...
 

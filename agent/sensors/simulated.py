@@ -105,6 +105,7 @@ SCENARIOS: dict[str, type[Scenario]] = {
 class SimulatedSensor:
     value_kind = "distance"
     unit = "m"
+    unit_to_m = 1.0
 
     def __init__(self, config: Config, clock: Callable[[], float] = time.monotonic):
         settings = config.sensor.simulated
