@@ -93,7 +93,7 @@ class Daemon:
 
     def _read(self) -> list[RawRead]:
         try:
-            return self.sensor.read_burst()
+            return self.sensor.read_burst(self.config.sensor.burst)
         except Exception as error:  # noqa: BLE001 - a driver bug is "no reading", not a crash
             log.warning("sensor read failed: %s", error)
             return [(None, "driver_error")]
@@ -145,6 +145,8 @@ class Daemon:
             "faults": engine.active_faults,
             "siren": {"pattern": engine.siren_pattern,
                       "silenced": self.annunciator.silenced(now)},
+            "sensor": {"kind": "simulated" if self.simulated else self.config.sensor.kind,
+                       **(self.sensor.health() if hasattr(self.sensor, "health") else {})},
             "last_sample": None if last is None else {
                 "raw": last.raw, "level_m": None if last.level_m is None else round(last.level_m, 4),
                 "accepted": last.accepted, "reason": last.reason},
@@ -201,7 +203,7 @@ def run_daemon(config: Config, simulate: bool = False) -> int:
     from agent.outputs import GpioOutputs
 
     stop = threading.Event()
-    sensor = open_sensor(config, simulate=simulate)
+    sensor = open_sensor(config, simulate=simulate, pin_factory=pin_factory)
     daemon: Daemon | None = None
     outputs = None
     try:

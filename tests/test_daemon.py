@@ -80,7 +80,7 @@ class ScriptedSensor:
         self.script = list(script)
         self.delay_s = delay_s
 
-    def read_burst(self):
+    def read_burst(self, count):
         time.sleep(self.delay_s)
         item = self.script.pop(0) if self.script else None
         if isinstance(item, Exception):

@@ -114,7 +114,6 @@ class SimulatedSensor:
         self.elevation_m = config.calibration.sensor_elevation_m
         self.min_range_m = config.sensor.min_range_m
         self.max_range_m = config.sensor.max_range_m
-        self.burst = config.sensor.burst
         self.random = random.Random(settings.seed)
         self.clock = clock
         self.started = clock()
@@ -129,8 +128,8 @@ class SimulatedSensor:
     def true_level(self) -> float:
         return self.scenario.level(self.scenario_time())
 
-    def read_burst(self) -> list[RawRead]:
-        return [self.read_once() for _ in range(self.burst)]
+    def read_burst(self, count: int) -> list[RawRead]:
+        return [self.read_once() for _ in range(count)]
 
     def read_once(self) -> RawRead:
         self.reads += 1
