@@ -94,13 +94,11 @@ runtime_dir = "{tmp_path / 'run'}"
 
 
 @contextlib.contextmanager
-def simulated_daemon(tmp_path: Path, env: dict | None = None, stderr=subprocess.PIPE):
-    """`gauge-agent run --simulate` on the compressed flood, as a child process that is always
-    killed when the test ends, whatever happened."""
-    config = tmp_path / "config.toml"
-    config.write_text(fast_config_text(tmp_path), encoding="utf-8")
-    process = subprocess.Popen([sys.executable, "-m", "agent", "run", "--simulate", "--config",
-                                str(config)], cwd=ROOT, stderr=stderr, text=True,
+def running_daemon(config: Path, *args: str, env: dict | None = None, stderr=subprocess.PIPE):
+    """`gauge-agent run --config CONFIG [args]` as a child process that is always killed when
+    the test ends, whatever happened. Outputs use gpiozero's mock pins (no GPIO here)."""
+    process = subprocess.Popen([sys.executable, "-m", "agent", "run", "--config", str(config),
+                                *args], cwd=ROOT, stderr=stderr, text=True,
                                env=env if env is not None else {**os.environ,
                                                                 "GPIOZERO_PIN_FACTORY": "mock"})
     try:
@@ -109,3 +107,10 @@ def simulated_daemon(tmp_path: Path, env: dict | None = None, stderr=subprocess.
         if process.poll() is None:
             process.kill()
             process.communicate()
+
+
+def simulated_daemon(tmp_path: Path, env: dict | None = None, stderr=subprocess.PIPE):
+    """The daemon on the compressed simulated flood."""
+    config = tmp_path / "config.toml"
+    config.write_text(fast_config_text(tmp_path), encoding="utf-8")
+    return running_daemon(config, "--simulate", env=env, stderr=stderr)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from agent.config import Config
 from agent.sensors import RawRead
+from agent.sensors.serial_ultrasonic import PORT_ERRORS
 
 G = 9.80665
 PASCAL_PER_UNIT = {"kPa": 1000.0, "bar": 100000.0, "mbar": 100.0, "psi": 6894.757}
@@ -64,7 +65,7 @@ class ModbusPressureSensor:
         if self.instrument is not None:
             try:
                 self.instrument.serial.close()
-            except (OSError, self.serial_module.SerialException):
+            except (*PORT_ERRORS, self.serial_module.SerialException):
                 pass
         self.instrument = None
 
@@ -89,7 +90,7 @@ class ModbusPressureSensor:
             return self._failed(reason, error)
         except mm.SlaveReportedException as error:
             return self._failed("exception_response", error)
-        except (OSError, self.serial_module.SerialException) as error:
+        except (*PORT_ERRORS, self.serial_module.SerialException) as error:
             self._drop_port()
             return self._failed("port_error", error)
         self.last_error = None

@@ -8,6 +8,7 @@ vanishes (USB adapter unplugged) is "no reading, port_error" and is reopened on 
 
 from __future__ import annotations
 
+import termios
 import time
 from typing import Callable
 
@@ -16,6 +17,9 @@ from agent.pipeline import UNIT_TO_M
 from agent.sensors import RawRead
 
 CR = 0x0D
+# What a port that vanished raises: termios.error is not an OSError (an unplugged USB adapter
+# makes tcflush fail with EIO).
+PORT_ERRORS = (OSError, termios.error)
 
 
 class RangingFrameParser:
@@ -81,7 +85,7 @@ class SerialUltrasonicSensor:
         if self.port is not None:
             try:
                 self.port.close()
-            except (OSError, self.serial_module.SerialException):
+            except (*PORT_ERRORS, self.serial_module.SerialException):
                 pass
         self.port = None
 
@@ -92,7 +96,7 @@ class SerialUltrasonicSensor:
             self.parser.reset()
             discarded_before = self.parser.discarded
             values = self._collect(port, count)
-        except (OSError, self.serial_module.SerialException) as error:
+        except (*PORT_ERRORS, self.serial_module.SerialException) as error:
             self._drop_port(error)
             return [(None, "port_error")] * count
         self.last_error = None
