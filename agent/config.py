@@ -254,7 +254,24 @@ class OutputsConfig:
 
 @dataclass(frozen=True)
 class UplinkConfig:
-    url: str = ""  # empty: store only
+    url: str = field(default="", metadata=_rule(
+        lambda v: None if v == "" or re.fullmatch(r"https?://[^\s]+", v)
+        else "must be empty (store only) or an http:// or https:// URL"))
+    format: str = field(default="native", metadata=_rule(one_of("native", "influx")))
+    token_file: str = ""  # empty: $CREDENTIALS_DIRECTORY/token (systemd LoadCredential)
+    influx_db: str = "gauge"
+    batch_max: int = field(default=500, metadata=_rule(
+        lambda v: None if 1 <= v <= 10000 else "must be from 1 to 10000"))
+    connect_timeout_s: float = field(default=5.0, metadata=_rule(positive))
+    read_timeout_s: float = field(default=20.0, metadata=_rule(positive))
+    backoff_max_s: float = field(default=300.0, metadata=_rule(positive))
+    retry_after_max_s: float = field(default=3600.0, metadata=_rule(positive))
+    auth_pause_s: float = field(default=60.0, metadata=_rule(positive))
+    heartbeat_s: float = field(default=300.0, metadata=_rule(positive))
+    verify_tls: bool = True
+    ca_bundle: str = ""  # empty: the system's certificate store
+    max_backlog_mb: float = field(default=200.0, metadata=_rule(positive))
+    dead_letter_max: int = field(default=10000, metadata=_rule(at_least(1)))
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
+import sqlite3
 import sys
 import threading
 import time
@@ -25,14 +27,17 @@ from agent import __version__
 from agent.alarm import AlarmEngine, Event, format_utc
 from agent.annunciator import Annunciator
 from agent.config import Config
+from agent.outbox import EVENT, HEARTBEAT, READING, Outbox
 from agent.pipeline import Measurement, Pipeline
 from agent.sensors import RawRead, SensorDriver, open_sensor
 from agent.status import StatusWriter
 from agent.systemd import Notifier
+from agent.uplink import Uploader
 
 log = logging.getLogger("gauge-agent")
 
 OUTPUT_TICK_S = 0.05
+OUTBOX_FILE_NAME = "outbox.sqlite"
 
 
 def describe(event: Event) -> str:
@@ -74,7 +79,8 @@ class Daemon:
     def __init__(self, config: Config, sensor: SensorDriver, apply_outputs: Callable,
                  status: StatusWriter | None = None, clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time, simulated: bool = False,
-                 notifier: Notifier | None = None):
+                 notifier: Notifier | None = None, outbox: Outbox | None = None,
+                 uploader: Uploader | None = None, storage_problem: str | None = None):
         self.config = config
         self.sensor = sensor
         self.clock = clock
@@ -87,9 +93,15 @@ class Daemon:
         self.output_thread = OutputThread(self.annunciator, apply_outputs, clock)
         self.status = status
         self.started_wall = wall()
+        self.started = start
         self.last: Measurement | None = None
         self.samples = 0
         self.notifier = notifier or Notifier(address="")
+        self.outbox = outbox
+        self.uploader = uploader
+        self.storage_problem = storage_problem   # the outbox could not even be opened
+        self.system_faults: set[str] = set()     # storage, auth: not about the water
+        self.last_heartbeat: float | None = None
 
     def _read(self) -> list[RawRead]:
         try:
@@ -106,13 +118,39 @@ class Daemon:
         fast = engine.warning > 0 or engine.rate_active or engine.level_m is None
         return sensor.alarm_interval_s if fast else sensor.interval_s
 
+    def all_faults(self) -> list[str]:
+        return sorted(set(self.engine.active_faults) | self.system_faults)
+
     def handle(self, events: list[Event]) -> None:
+        """Log each event, tell the annunciator, then keep the event for upstream."""
+        events = events + self._system_fault_changes()
         for event in events:
             log.log(logging.WARNING if event.kind in ("level", "fault") else logging.INFO,
                     describe(event))
-        if events:
-            self.annunciator.set_alarm(self.clock(), self.engine.warning,
-                                       self.engine.active_faults)
+        if not events:
+            return
+        now = self.clock()
+        self.annunciator.set_alarm(now, self.engine.warning, self.all_faults())
+        if self.outbox is not None:
+            wall_now = self.wall()
+            for event in events:
+                self.outbox.submit(EVENT, wall_now - (now - event.time),
+                                   {"kind": event.kind, **event.data})
+
+    def _system_fault_changes(self) -> list[Event]:
+        """Faults of the agent itself (card, token) raised and cleared as events too."""
+        active = set()
+        if self.storage_problem or (self.outbox is not None and self.outbox.storage_error):
+            active.add("storage")
+        if self.uploader is not None and self.uploader.auth_fault:
+            active.add("auth")
+        if active == self.system_faults:
+            return []
+        now = self.clock()
+        changes = [Event(now, "fault", {"fault": fault, "active": fault in active})
+                   for fault in sorted(active ^ self.system_faults)]
+        self.system_faults = active
+        return changes
 
     def sample_once(self) -> None:
         now = self.clock()
@@ -121,8 +159,41 @@ class Daemon:
         self.last = measurement
         self.samples += 1
         self.handle(self.engine.update(measurement))
+        # The alarm decision is made and the siren told: now keep the reading for upstream.
+        if self.outbox is not None:
+            self.outbox.submit(READING, self.wall(), self.reading_record(measurement))
+            if self.uploader is not None:
+                self.uploader.wake.set()
+            self._heartbeat_if_due(now)
         if self.status is not None:
             self.status.write(self.status_record())
+
+    def reading_record(self, measurement: Measurement) -> dict:
+        engine = self.engine
+        return {"level_m": None if engine.level_m is None else round(engine.level_m, 4),
+                "reading_m": None if measurement.level_m is None else round(measurement.level_m, 4),
+                "raw": measurement.raw, "raw_unit": self.sensor.unit, "ok": measurement.accepted,
+                "reason": measurement.reason, "state": engine.state_name,
+                "warning": engine.warning_name,
+                "rate_m_per_h": None if engine.rate_m_per_h is None
+                else round(engine.rate_m_per_h, 4)}
+
+    def _heartbeat_if_due(self, now: float) -> None:
+        if self.last_heartbeat is not None and \
+                now - self.last_heartbeat < self.config.uplink.heartbeat_s:
+            return
+        self.last_heartbeat = now
+        self.outbox.submit(HEARTBEAT, self.wall(), self.heartbeat_record(now))
+
+    def heartbeat_record(self, now: float) -> dict:
+        stats = self.outbox.stats() if self.outbox is not None else {}
+        return {"uptime_s": round(now - self.started, 1), "version": __version__,
+                "queue_depth": stats.get("depth"), "dropped": stats.get("dropped"),
+                "dead_lettered": stats.get("dead_lettered"),
+                "disk_free_mb": _disk_free_mb(Path(self.config.storage.state_dir)),
+                "cpu_temp_c": _cpu_temperature_c(), "clock_synchronised": _clock_synchronised(),
+                "state": self.engine.state_name, "warning": self.engine.warning_name,
+                "faults": self.all_faults()}
 
     def status_record(self) -> dict:
         engine, last, now = self.engine, self.last, self.clock()
@@ -142,11 +213,14 @@ class Daemon:
             "state": engine.state_name,
             "warning": engine.warning_name,
             "rate_active": engine.rate_active,
-            "faults": engine.active_faults,
+            "faults": self.all_faults(),
             "siren": {"pattern": engine.siren_pattern,
                       "silenced": self.annunciator.silenced(now)},
             "sensor": {"kind": "simulated" if self.simulated else self.config.sensor.kind,
                        **(self.sensor.health() if hasattr(self.sensor, "health") else {})},
+            "outbox": self.outbox.stats() if self.outbox is not None else
+            {"storage_error": self.storage_problem},
+            "uplink": self.uploader.stats() if self.uploader is not None else None,
             "last_sample": None if last is None else {
                 "raw": last.raw, "level_m": None if last.level_m is None else round(last.level_m, 4),
                 "accepted": last.accepted, "reason": last.reason},
@@ -185,6 +259,38 @@ class Daemon:
             log.info("gauge-agent stopped after %d samples", self.samples)
 
 
+def _disk_free_mb(path: Path) -> float | None:
+    try:
+        return round(shutil.disk_usage(path).free / 1e6, 1)
+    except OSError:
+        return None
+
+
+def _cpu_temperature_c(path: str = "/sys/class/thermal/thermal_zone0/temp") -> float | None:
+    try:
+        return round(int(Path(path).read_text().strip()) / 1000.0, 1)
+    except (OSError, ValueError):
+        return None
+
+
+def _clock_synchronised() -> bool | None:
+    """systemd-timesyncd's flag file; None where nothing says either way."""
+    run = Path("/run/systemd/timesync")
+    if not run.is_dir():
+        return None
+    return (run / "synchronized").exists()
+
+
+def open_outbox(config: Config) -> tuple[Outbox | None, str | None]:
+    path = Path(config.storage.state_dir) / OUTBOX_FILE_NAME
+    try:
+        return Outbox(path, config.uplink.max_backlog_mb, config.uplink.dead_letter_max), None
+    except (OSError, sqlite3.Error) as error:
+        problem = f"cannot open the outbox {path}: {error}"
+        log.error("%s; running without it (the siren still works)", problem)
+        return None, problem
+
+
 def _setup_logging() -> None:
     # Under systemd the journal stamps each line; on a terminal the time helps.
     under_journal = "JOURNAL_STREAM" in os.environ
@@ -206,12 +312,18 @@ def run_daemon(config: Config, simulate: bool = False) -> int:
     sensor = open_sensor(config, simulate=simulate, pin_factory=pin_factory)
     daemon: Daemon | None = None
     outputs = None
+    outbox, storage_problem = open_outbox(config)
+    uploader = None
     try:
         outputs = GpioOutputs(config.outputs, pin_factory=pin_factory,
                               on_silence=lambda: _silence(daemon))
+        if outbox is not None and config.uplink.url:
+            uploader = Uploader(outbox, config.uplink, config.station.id)
+            uploader.start()
         status = StatusWriter(Path(config.storage.runtime_dir))
         daemon = Daemon(config, sensor, outputs.apply, status=status, simulated=simulate,
-                        notifier=Notifier())
+                        notifier=Notifier(), outbox=outbox, uploader=uploader,
+                        storage_problem=storage_problem)
 
         def request_stop(signum: int, _frame: object) -> None:
             log.info("%s received, stopping", signal.Signals(signum).name)
@@ -223,6 +335,10 @@ def run_daemon(config: Config, simulate: bool = False) -> int:
     finally:
         if outputs is not None:
             outputs.close()
+        if uploader is not None:
+            uploader.stop()
+        if outbox is not None:
+            outbox.close()
         sensor.close()
     return 0
 

@@ -1,0 +1,142 @@
+"""The durable outbox: sequence numbers, ordering, backlog limits, a full disk."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from agent.outbox import EVENT, READING, Outbox
+
+
+@pytest.fixture
+def outbox(tmp_path):
+    box = Outbox(tmp_path / "outbox.sqlite")
+    yield box
+    box.close()
+
+
+def fill(box: Outbox, count: int, kind: str = READING, start: float = 1.7e9) -> None:
+    for i in range(count):
+        box.submit(kind, start + i, {"level_m": 7.0 + i / 1000, "ok": True})
+    assert box.flush()
+
+
+def test_records_get_increasing_sequence_numbers_and_survive_a_restart(tmp_path):
+    box = Outbox(tmp_path / "o.sqlite")
+    fill(box, 5)
+    epoch = box.epoch
+    box.close()
+    again = Outbox(tmp_path / "o.sqlite")
+    try:
+        assert again.epoch == epoch
+        assert [r.seq for r in again.next_batch(10)] == [1, 2, 3, 4, 5]
+        assert again.next_batch(10)[0].body == {"level_m": 7.0, "ok": True}
+    finally:
+        again.close()
+
+
+def test_sequence_numbers_are_never_reused_even_after_everything_was_acknowledged(tmp_path):
+    box = Outbox(tmp_path / "o.sqlite")
+    fill(box, 3)
+    box.ack([r.seq for r in box.next_batch(10)])
+    box.close()
+    again = Outbox(tmp_path / "o.sqlite")
+    try:
+        fill(again, 1)
+        assert [r.seq for r in again.next_batch(10)] == [4]
+    finally:
+        again.close()
+
+
+def test_a_new_database_is_a_new_epoch(tmp_path):
+    first, second = Outbox(tmp_path / "a.sqlite"), Outbox(tmp_path / "b.sqlite")
+    try:
+        assert first.epoch != second.epoch and len(first.epoch) == 32
+    finally:
+        first.close()
+        second.close()
+
+
+def test_alarm_events_go_before_the_backlog_of_readings(outbox):
+    fill(outbox, 3)
+    outbox.submit(EVENT, 1.8e9, {"kind": "level", "state": "awas"})
+    assert outbox.flush()
+    batch = outbox.next_batch(2)
+    assert [(r.type, r.seq) for r in batch] == [(EVENT, 4), (READING, 1)]
+
+
+def test_depth_counts_what_is_not_yet_acknowledged(outbox):
+    fill(outbox, 10)
+    outbox.ack([1, 2, 3])
+    assert outbox.stats()["depth"] == 7
+
+
+def test_a_full_backlog_drops_the_oldest_readings_never_events(tmp_path):
+    box = Outbox(tmp_path / "o.sqlite", max_backlog_mb=0.25)
+    try:
+        box.submit(EVENT, 1.7e9, {"kind": "level", "state": "siaga"})
+        fill(box, 6000)
+        stats = box.stats()
+        assert stats["dropped"] > 0
+        remaining = box.next_batch(100000)
+        events = [r for r in remaining if r.type == EVENT]
+        assert events[0].body == {"kind": "level", "state": "siaga"}     # kept
+        assert any(r.body.get("kind") == "outbox" and r.body["dropped"] > 0 for r in events)
+        readings = [r.seq for r in remaining if r.type == READING]
+        assert readings == sorted(readings) and readings[0] > 2           # the oldest went
+        assert stats["depth"] == len(remaining)
+    finally:
+        box.close()
+    again = Outbox(tmp_path / "o.sqlite", max_backlog_mb=0.25)
+    try:
+        assert again.stats()["dropped"] == stats["dropped"]               # it persists
+    finally:
+        again.close()
+
+
+def test_a_full_disk_holds_records_in_memory_and_writes_them_when_space_returns(tmp_path):
+    box = Outbox(tmp_path / "o.sqlite", max_page_count=12)
+    try:
+        fill(box, 2000)                 # far more than 12 pages of 4 KiB hold
+        stats = box.stats()
+        assert stats["storage_error"] == "database or disk is full"
+        assert stats["held_in_memory"] > 0
+        box.max_page_count = None       # space again
+        box.submit(READING, 1.8e9, {"level_m": 7.5, "ok": True})
+        assert box.flush(timeout=15)
+        assert box.stats()["storage_error"] is None
+        seqs = [r.seq for r in box.next_batch(5000)]
+        assert seqs == list(range(1, 2002))  # nothing lost, nothing out of order
+    finally:
+        box.close()
+
+
+def test_dead_letters_are_capped_and_counted(tmp_path):
+    box = Outbox(tmp_path / "o.sqlite", dead_letter_max=3)
+    try:
+        fill(box, 5)
+        for record in box.next_batch(5):
+            box.dead_letter(record, 422, "level_m must be a number")
+        assert box.stats()["dead_lettered"] == 5 and box.stats()["depth"] == 0
+        kept = sqlite3.connect(tmp_path / "o.sqlite").execute(
+            "SELECT seq FROM dead_letters ORDER BY seq").fetchall()
+        assert kept == [(3,), (4,), (5,)]
+    finally:
+        box.close()
+
+
+def test_close_commits_everything_submitted(tmp_path):
+    box = Outbox(tmp_path / "o.sqlite")
+    for i in range(100):
+        box.submit(READING, 1.7e9 + i, {"ok": True})
+    box.close()
+    rows = sqlite3.connect(tmp_path / "o.sqlite").execute("SELECT COUNT(*) FROM readings")
+    assert rows.fetchone() == (100,)
+
+
+def test_committed_records_are_in_the_write_ahead_log_with_full_sync(outbox):
+    connection = sqlite3.connect(outbox.path)
+    assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    # synchronous is per connection: ask the outbox's own.
+    assert outbox._connection().execute("PRAGMA synchronous").fetchone() == (2,)  # FULL
