@@ -227,9 +227,9 @@ class Daemon:
         }
 
     def run(self, stop: threading.Event) -> None:
-        self.annunciator.set_alarm(self.clock(), 0, [])
+        self.annunciator.set_alarm(self.clock(), self.engine.warning, self.all_faults())
         self.output_thread.start()
-        log.info("gauge-agent %s started: station %s, sensor %s, every %.1f s (%.1f s in alarm)",
+        log.info("gauge-agent %s started: station %s, sensor %s, every %g s (%g s in alarm)",
                  __version__, self.config.station.id,
                  "simulated" if self.simulated else self.config.sensor.kind,
                  self.config.sensor.interval_s, self.config.sensor.alarm_interval_s)

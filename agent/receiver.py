@@ -95,6 +95,16 @@ def validate(batch: object) -> list[dict]:
     return records
 
 
+class QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        # A gauge that loses power mid-request resets the connection: normal, not an error.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
+
 class ReferenceReceiver:
     """The server, runnable in a thread (tests) or as a program."""
 
@@ -104,6 +114,7 @@ class ReferenceReceiver:
         self.script: deque[tuple] = deque()  # ("status", code, headers) | ("hang", s) | ("reset",)
         self.requests = 0
         self.duplicates = 0
+        self.idempotency_keys: list[str] = []
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.db_path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -135,8 +146,7 @@ class ReferenceReceiver:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self.server = ThreadingHTTPServer((host, port), Handler)
-        self.server.daemon_threads = True
+        self.server = QuietServer((host, port), Handler)
         self.port = self.server.server_address[1]
         self.url = f"http://{host}:{self.port}/ingest"
         self._thread: threading.Thread | None = None
@@ -163,6 +173,7 @@ class ReferenceReceiver:
         with self._lock:
             self.requests += 1
             action = self.script.popleft() if self.script else None
+            self.idempotency_keys.append(handler.headers.get("Idempotency-Key", ""))
         length = int(handler.headers.get("Content-Length") or 0)
         if length > MAX_BODY_BYTES:
             handler._answer(413, {"error": f"batch over {MAX_BODY_BYTES} bytes"})

@@ -107,6 +107,8 @@ def running_daemon(config: Path, *args: str, env: dict | None = None, stderr=sub
         if process.poll() is None:
             process.kill()
             process.communicate()
+        if process.stderr is not None:
+            process.stderr.close()
 
 
 def simulated_daemon(tmp_path: Path, env: dict | None = None, stderr=subprocess.PIPE):
