@@ -3,6 +3,8 @@
 Prints one JSON object per metric. Each figure comes with a baseline measured in the same run
 on the same machine, and the ratio between them, so numbers from different machines compare.
 Targets (issue #2): replay >= 100,000 samples/s (a year of 10-second samples in < 30 s).
+Targets (issue #4): enqueue at least as fast as persist-queue, drain >= 5,000 readings/s,
+dequeue at 1M rows within 2x of empty, <= 8 KiB written per durable reading.
 """
 
 from __future__ import annotations
@@ -14,9 +16,14 @@ import json
 import math
 import os
 import random
+import resource
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+STARTUP_RSS_KB = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agent.alarm import AlarmEngine
 from agent.config import build_config
@@ -70,7 +77,38 @@ def emit(name: str, value: float, unit: str, baseline_name: str, baseline: float
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--samples", type=int, default=SAMPLES)
+    parser.add_argument("--only", choices=["pipeline", "storage"], default=None)
+    parser.add_argument("--outbox-rows", type=int, default=1_000_000)
     args = parser.parse_args()
+    if args.only != "storage":
+        bench_pipeline(args)
+    if args.only != "pipeline":
+        bench_storage(args)
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"metric": "peak_rss_mb", "value": round(peak_kb / 1024, 1), "unit": "MB",
+                      "baseline": "python_startup_rss_mb",
+                      "baseline_value": round(STARTUP_RSS_KB / 1024, 1),
+                      "ratio": round(peak_kb / STARTUP_RSS_KB, 2)}), flush=True)
+
+
+def bench_storage(args) -> None:
+    from bench.storage import bench_dequeue, bench_drain, bench_enqueue
+    enqueue = bench_enqueue(1000)
+    emit("enqueue_us_per_durable_reading", enqueue["ours_us"], "us",
+         "persist_queue_SQLiteAckQueue_put_us", enqueue["peer_us"])
+    emit("enqueue_us_on_the_sampling_thread", enqueue["submit_us"], "us",
+         "persist_queue_SQLiteAckQueue_put_us", enqueue["peer_us"])
+    emit("bytes_written_per_durable_reading", enqueue["ours_bytes"], "bytes",
+         "persist_queue_bytes_per_put", enqueue["peer_bytes"])
+    dequeue = bench_dequeue(args.outbox_rows)
+    emit("dequeue_batch_500_ms_at_1M_rows", dequeue["big_ms"], "ms",
+         "dequeue_batch_500_ms_nearly_empty", dequeue["small_ms"], rows=args.outbox_rows)
+    drain = bench_drain(20000)
+    emit("drain_readings_per_s", drain["readings_per_s"], "readings/s",
+         "target_readings_per_s", 5000.0, readings=20000)
+
+
+def bench_pipeline(args) -> None:
     config = build_config({"alarm": {"levels": [{"name": "waspada", "above_m": 7.5},
                                                 {"name": "siaga", "above_m": 7.9},
                                                 {"name": "awas", "above_m": 8.5}]}})

@@ -1,0 +1,146 @@
+"""Outbox and uplink benchmarks (issue #4), each against a baseline from the same run.
+
+- enqueue: microseconds per *durable* reading (committed with fsync before the next one, as
+  the daemon does every sample), ours vs persist-queue's SQLiteAckQueue at the same durability
+  (both WAL with synchronous=FULL, one commit per record);
+- bytes written to the disk per durable reading, from /proc/self/io, for both;
+- dequeue: next_batch(500) + ack at 1,000,000 queued rows vs a nearly empty outbox;
+- drain: readings/s delivered to the reference receiver running as its own process.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from agent.config import UplinkConfig
+from agent.outbox import READING, Outbox
+from agent.uplink import Uploader
+
+BODY = {"level_m": 7.5123, "reading_m": 7.514, "raw": 288.6, "raw_unit": "cm", "ok": True,
+        "reason": None, "state": "waspada", "warning": "waspada", "rate_m_per_h": 0.0123}
+
+
+def written_bytes() -> int:
+    with open("/proc/self/io") as handle:
+        for line in handle:
+            if line.startswith("write_bytes:"):
+                return int(line.split()[1])
+    return 0
+
+
+def _ours(count: int) -> tuple[float, float, float]:
+    """(durable us, bytes, us on the sampling thread) per reading."""
+    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as directory:
+        box = Outbox(Path(directory) / "outbox.sqlite")
+        box.submit(READING, time.time(), BODY)
+        box.flush()
+        before, started, submitting = written_bytes(), time.perf_counter(), 0.0
+        for _ in range(count):
+            mark = time.perf_counter()
+            box.submit(READING, time.time(), BODY)
+            submitting += time.perf_counter() - mark
+            box.flush()
+        elapsed = time.perf_counter() - started
+        written = written_bytes() - before
+        box.close()
+    return elapsed / count * 1e6, written / count, submitting / count * 1e6
+
+
+def _peer(count: int) -> tuple[float, float]:
+    from persistqueue import SQLiteAckQueue
+    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as directory:
+        queue = SQLiteAckQueue(directory, multithreading=True, auto_commit=True)
+        for connection in (queue._conn, queue._putter, queue._getter):
+            connection.execute("PRAGMA synchronous=FULL")   # the same durability as ours
+        queue.put({"time": time.time(), **BODY})
+        before, started = written_bytes(), time.perf_counter()
+        for _ in range(count):
+            queue.put({"time": time.time(), **BODY})
+        elapsed = time.perf_counter() - started
+        written = written_bytes() - before
+    return elapsed / count * 1e6, written / count
+
+
+def bench_enqueue(count: int, rounds: int = 3) -> dict:
+    """Alternating rounds, best of each, so neither side pays for a cold disk cache."""
+    ours, peers = [], []
+    for _ in range(rounds):
+        ours.append(_ours(count))
+        peers.append(_peer(count))
+    best_ours = min(ours)
+    best_peer = min(peers)
+    return {"ours_us": best_ours[0], "ours_bytes": best_ours[1], "submit_us": best_ours[2],
+            "peer_us": best_peer[0], "peer_bytes": best_peer[1]}
+
+
+def _filled_outbox(path: Path, rows: int) -> None:
+    box = Outbox(path)
+    box.close()
+    connection = sqlite3.connect(path)
+    body = __import__("json").dumps(BODY)
+    start = 1.7e9
+    with connection:
+        connection.executemany("INSERT INTO readings VALUES (?, 'reading', ?, ?)",
+                               ((seq, start + 10 * seq, body) for seq in range(1, rows + 1)))
+    connection.close()
+
+
+def bench_dequeue(big_rows: int, rounds: int = 20) -> dict:
+    results = {}
+    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as directory:
+        for label, rows in (("small", 2000 + rounds * 500), ("big", big_rows)):
+            path = Path(directory) / f"{label}.sqlite"
+            _filled_outbox(path, rows)
+            box = Outbox(path)
+            started = time.perf_counter()
+            for _ in range(rounds):
+                batch = box.next_batch(500)
+                box.ack([record.seq for record in batch])
+            results[label] = (time.perf_counter() - started) / rounds * 1000
+            box.close()
+    return {"small_ms": results["small"], "big_ms": results["big"]}
+
+
+def bench_drain(count: int) -> dict:
+    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as directory:
+        directory = Path(directory)
+        (directory / "token").write_text("bench-token")
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        receiver = subprocess.Popen(
+            [sys.executable, "-m", "agent.receiver", "--port", str(port), "--db",
+             str(directory / "receiver.sqlite"), "--token-file", str(directory / "token")],
+            stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(1.0)
+            box = Outbox(directory / "outbox.sqlite")
+            for i in range(count):
+                box.submit(READING, 1.7e9 + 10 * i, BODY)
+            box.flush(timeout=120)
+            config = UplinkConfig(url=f"http://127.0.0.1:{port}/ingest",
+                                  token_file=str(directory / "token"), batch_max=500)
+            uploader = Uploader(box, config, "bench-01")
+            started = time.perf_counter()
+            uploader.start()
+            while box.stats()["depth"] > 0:
+                time.sleep(0.01)
+            elapsed = time.perf_counter() - started
+            uploader.stop()
+            box.close()
+        finally:
+            receiver.terminate()
+            receiver.wait(timeout=10)
+    return {"readings_per_s": count / elapsed, "seconds": elapsed}
+
+
+def disk_note() -> str:
+    return shutil.disk_usage(os.environ.get("BENCH_DIR") or tempfile.gettempdir()).__repr__()
