@@ -76,7 +76,20 @@ def one_line(status: dict, now: float) -> str:
             f"{'---' if level is None else f'{level:6.3f} m'}  rate "
             f"{'---' if rate is None else f'{rate:+.3f} m/h'}  state {status.get('state', '?').upper()}"
             f"  warning {status.get('warning', '?').upper()}  siren {siren_text}  faults {faults}"
-            f"{freshness}")
+            f"{_upstream_text(status, now)}{freshness}")
+
+
+def _upstream_text(status: dict, now: float) -> str:
+    outbox = status.get("outbox") or {}
+    if "depth" not in outbox:
+        return ""
+    text = f"  queue {outbox['depth'] + outbox.get('pending', 0)}"
+    uplink = status.get("uplink")
+    if uplink is None:
+        return text + " (store only)"
+    last = uplink.get("last_upload")
+    text += "  last upload " + ("never" if last is None else f"{now - last:.0f} s ago")
+    return text + (f" ({uplink['last_error']})" if uplink.get("last_error") else "")
 
 
 def show_status(config: Config, as_json: bool = False, watch: float | None = None) -> int:
