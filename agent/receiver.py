@@ -23,6 +23,7 @@ import json
 import math
 import socket
 import sqlite3
+import ssl
 import struct
 import sys
 import threading
@@ -108,7 +109,8 @@ class QuietServer(ThreadingHTTPServer):
 class ReferenceReceiver:
     """The server, runnable in a thread (tests) or as a program."""
 
-    def __init__(self, db_path: Path, token: str, host: str = "127.0.0.1", port: int = 0):
+    def __init__(self, db_path: Path, token: str, host: str = "127.0.0.1", port: int = 0,
+                 tls_cert: Path | None = None, tls_key: Path | None = None):
         self.db_path = Path(db_path)
         self.token = token
         self.script: deque[tuple] = deque()  # ("status", code, headers) | ("hang", s) | ("reset",)
@@ -148,7 +150,13 @@ class ReferenceReceiver:
 
         self.server = QuietServer((host, port), Handler)
         self.port = self.server.server_address[1]
-        self.url = f"http://{host}:{self.port}/ingest"
+        scheme = "http"
+        if tls_cert is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(tls_cert, tls_key)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://{host}:{self.port}/ingest"
         self._thread: threading.Thread | None = None
 
     # -- running ----------------------------------------------------------------------------
@@ -240,13 +248,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db", type=Path, default=Path("receiver.sqlite"))
     parser.add_argument("--token-file", type=Path, required=True,
                         help="file holding the token the gauges must send")
+    parser.add_argument("--tls-cert", type=Path, help="serve HTTPS with this certificate ...")
+    parser.add_argument("--tls-key", type=Path, help="... and this private key")
     args = parser.parse_args(argv)
     try:
         token = args.token_file.read_text(encoding="utf-8").strip()
     except OSError as error:
         print(f"receiver: cannot read {args.token_file}: {error.strerror}", file=sys.stderr)
         return 1
-    receiver = ReferenceReceiver(args.db, token, args.host, args.port)
+    receiver = ReferenceReceiver(args.db, token, args.host, args.port, args.tls_cert, args.tls_key)
     print(f"receiver: listening on {receiver.url}, storing in {args.db}", file=sys.stderr,
           flush=True)
     try:

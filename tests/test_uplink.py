@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import shutil
+import subprocess
 import time
 
 import pytest
@@ -199,3 +201,34 @@ def test_retry_after_as_seconds_or_http_date_is_clamped():
 def test_urls_with_credentials_are_redacted_in_what_we_show():
     assert redact_url("https://user:secret@api.example.org:8443/v1/ingest?key=abc") == \
         "https://api.example.org:8443/v1/ingest"
+
+
+@pytest.fixture
+def certificate(tmp_path):
+    """A throwaway self-signed certificate for 127.0.0.1 (as a private CA would issue)."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    return cert, key
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
+def test_tls_certificates_are_verified_by_default_and_a_private_ca_can_be_trusted(
+        tmp_path, outbox, token_file, certificate):
+    cert, key = certificate
+    server = ReferenceReceiver(tmp_path / "tls.sqlite", TOKEN, tls_cert=cert,
+                               tls_key=key).start()
+    try:
+        assert server.url.startswith("https://")
+        readings(outbox, 2)
+        batch = outbox.next_batch(2)
+        untrusted = Uploader(outbox, uplink_config(server.url, token_file), "benanga-01")
+        outcome = untrusted._post(batch)
+        assert outcome.action == "retry" and "SSLError" in outcome.detail
+        trusted = Uploader(outbox, uplink_config(server.url, token_file, ca_bundle=str(cert)),
+                           "benanga-01")
+        assert trusted._post(batch).action == "ok"
+        assert [seq for _, _, seq, _, _ in server.stored()] == [1, 2]
+    finally:
+        server.close()
