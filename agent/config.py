@@ -51,6 +51,11 @@ def at_least(minimum: float) -> Rule:
     return lambda value: None if value >= minimum else f"must be at least {minimum}"
 
 
+def between(low: float, high: float, what: str = "") -> Rule:
+    words = f"must be {what + ' ' if what else ''}from {low} to {high}"
+    return lambda value: None if low <= value <= high else words
+
+
 def one_of(*choices: str) -> Rule:
     allowed = ", ".join(repr(c) for c in choices)
     return lambda value: None if value in choices else f"must be one of {allowed}"
@@ -84,10 +89,9 @@ class SimulatedSensorConfig:
     scenario: str = field(default="flash-flood", metadata=_rule(one_of(*SCENARIOS)))
     time_scale: float = field(default=1.0, metadata=_rule(positive))  # scenario seconds per real second
     seed: int = 1
-    spike_probability: float = field(default=0.01, metadata=_rule(
-        lambda v: None if 0 <= v <= 1 else "must be a probability from 0 to 1"))
-    no_echo_probability: float = field(default=0.02, metadata=_rule(
-        lambda v: None if 0 <= v <= 1 else "must be a probability from 0 to 1"))
+    spike_probability: float = field(default=0.01, metadata=_rule(between(0, 1, "a probability")))
+    no_echo_probability: float = field(default=0.02,
+                                       metadata=_rule(between(0, 1, "a probability")))
     noise_m: float = field(default=0.005, metadata=_rule(non_negative))
     repeat: bool = True  # start the scenario again when it ends
 
@@ -103,8 +107,7 @@ class HcSr04Config:
 @dataclass(frozen=True)
 class TemperatureConfig:
     source: str = field(default="fixed", metadata=_rule(one_of("fixed", "ds18b20")))
-    fixed_c: float = field(default=30.0, metadata=_rule(
-        lambda v: None if -40 <= v <= 85 else "must be a temperature from -40 to 85 C"))
+    fixed_c: float = field(default=30.0, metadata=_rule(between(-40, 85, "a temperature in C")))
     device: str = ""  # a DS18B20 sysfs directory; empty = the first /sys/bus/w1/devices/28-*
 
 
@@ -116,8 +119,7 @@ class SerialUltrasonicConfig:
     frame_start: str = field(default="R", metadata=_rule(
         lambda v: None if len(v) == 1 and v.isprintable() and not v.isdigit()
         else "must be one printable character that is not a digit"))
-    digits: int = field(default=4, metadata=_rule(
-        lambda v: None if 1 <= v <= 6 else "must be from 1 to 6"))
+    digits: int = field(default=4, metadata=_rule(between(1, 6)))
     timeout_s: float = field(default=1.0, metadata=_rule(positive))
 
 
@@ -128,18 +130,16 @@ class ModbusConfig:
     parity: str = field(default="N", metadata=_rule(one_of("N", "E", "O")))
     stopbits: int = field(default=1, metadata=_rule(
         lambda v: None if v in (1, 2) else "must be 1 or 2"))
-    slave_id: int = field(default=1, metadata=_rule(
-        lambda v: None if 1 <= v <= 247 else "must be a Modbus address from 1 to 247"))
-    register: int = field(default=0, metadata=_rule(
-        lambda v: None if 0 <= v <= 65535 else "must be a register address from 0 to 65535"))
+    slave_id: int = field(default=1, metadata=_rule(between(1, 247, "a Modbus address")))
+    register: int = field(default=0, metadata=_rule(between(0, 65535, "a register address")))
     function: int = field(default=3, metadata=_rule(
         lambda v: None if v in (3, 4) else "must be 3 (holding) or 4 (input registers)"))
     data_type: str = field(default="int16", metadata=_rule(one_of(*MODBUS_DATA_TYPES)))
     word_order: str = field(default="big", metadata=_rule(one_of("big", "little")))
     scale: float = field(default=0.001, metadata=_rule(lambda v: None if v != 0 else "must not be 0"))
     unit: str = field(default="m", metadata=_rule(one_of(*PRESSURE_UNITS)))
-    density_kg_m3: float = field(default=1000.0, metadata=_rule(
-        lambda v: None if 900 <= v <= 1300 else "must be a water density from 900 to 1300 kg/m3"))
+    density_kg_m3: float = field(default=1000.0,
+                                 metadata=_rule(between(900, 1300, "a water density in kg/m3")))
     timeout_s: float = field(default=0.5, metadata=_rule(positive))
 
 
@@ -260,8 +260,7 @@ class UplinkConfig:
     format: str = field(default="native", metadata=_rule(one_of("native", "influx")))
     token_file: str = ""  # empty: $CREDENTIALS_DIRECTORY/token (systemd LoadCredential)
     influx_db: str = "gauge"
-    batch_max: int = field(default=500, metadata=_rule(
-        lambda v: None if 1 <= v <= 10000 else "must be from 1 to 10000"))
+    batch_max: int = field(default=500, metadata=_rule(between(1, 10000)))
     connect_timeout_s: float = field(default=5.0, metadata=_rule(positive))
     read_timeout_s: float = field(default=20.0, metadata=_rule(positive))
     backoff_max_s: float = field(default=300.0, metadata=_rule(positive))

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -116,3 +118,22 @@ def simulated_daemon(tmp_path: Path, env: dict | None = None, stderr=subprocess.
     config = tmp_path / "config.toml"
     config.write_text(fast_config_text(tmp_path), encoding="utf-8")
     return running_daemon(config, "--simulate", env=env, stderr=stderr)
+
+
+def wait_for(predicate, timeout: float, what: str):
+    """Poll `predicate` until it is true; fail naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def daemon_status(tmp_path: Path) -> dict:
+    """The status file a daemon with runtime_dir = tmp_path/run wrote; {} if none yet."""
+    try:
+        return json.loads((tmp_path / "run" / "status.json").read_text())
+    except (FileNotFoundError, ValueError):
+        return {}

@@ -6,44 +6,27 @@ import json
 import signal
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 from agent.daemon import Daemon
 from agent.outputs import GpioOutputs
 from agent.status import StatusWriter
-from tests.conftest import config_from, run_cli, simulated_daemon
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
-def read_status(tmp_path: Path) -> dict | None:
-    try:
-        return json.loads((tmp_path / "run" / "status.json").read_text())
-    except (FileNotFoundError, ValueError):
-        return None
-
+from tests.conftest import (config_from, daemon_status, run_cli, simulated_daemon,
+                            wait_for)
 
 def test_simulated_flood_runs_through_every_level_and_stops_cleanly_on_sigterm(tmp_path):
     with simulated_daemon(tmp_path) as process:
-        wait_for(lambda: (read_status(tmp_path) or {}).get("state") == "awas", 30,
+        wait_for(lambda: daemon_status(tmp_path).get("state") == "awas", 30,
                  "the simulated flood to reach awas")
-        status = read_status(tmp_path)
+        status = daemon_status(tmp_path)
         assert status["siren"]["pattern"] == "continuous" and status["interval_s"] < 0.2
         shown = run_cli("status", "--config", str(tmp_path / "config.toml"))
         assert shown.returncode == 0, shown.stderr
         assert " state AWAS " in shown.stdout and " siren continuous " in shown.stdout
         as_json = run_cli("status", "--json", "--config", str(tmp_path / "config.toml"))
         assert json.loads(as_json.stdout)["running"] is True
-        wait_for(lambda: (read_status(tmp_path) or {}).get("warning") == "normal", 30,
+        wait_for(lambda: daemon_status(tmp_path).get("warning") == "normal", 30,
                  "the flood to recede to normal")
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=10)
@@ -55,7 +38,7 @@ def test_simulated_flood_runs_through_every_level_and_stops_cleanly_on_sigterm(t
     assert states[:3] == ["WASPADA", "SIAGA", "AWAS"] and states[-1] == "NORMAL"
     assert "siren continuous" in stderr and "SIGTERM received, stopping" in stderr
     assert "Traceback" not in stderr
-    final = read_status(tmp_path)
+    final = daemon_status(tmp_path)
     assert final["running"] is False and final["warning"] == "normal"
     stopped = run_cli("status", "--config", str(tmp_path / "config.toml"))
     assert stopped.returncode == 1 and stopped.stdout.rstrip().endswith("[STOPPED]")
@@ -63,7 +46,7 @@ def test_simulated_flood_runs_through_every_level_and_stops_cleanly_on_sigterm(t
 
 def test_sigint_stops_it_too(tmp_path):
     with simulated_daemon(tmp_path) as process:
-        wait_for(lambda: read_status(tmp_path), 20, "the first status")
+        wait_for(lambda: daemon_status(tmp_path), 20, "the first status")
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=10)
     assert process.returncode == 0 and "SIGINT received, stopping" in stderr
@@ -138,7 +121,7 @@ def test_the_siren_keeps_its_pattern_while_a_sensor_read_hangs(mock_factory):
         time.sleep(1.5)                 # still inside the hanging read
         heartbeat_after = len(mock_factory.pin(22).states)
         assert mock_factory.pin(17).state  # the siren is sounding
-        assert heartbeat_after - heartbeat_before >= 4  # the output thread kept working
+        assert heartbeat_after - heartbeat_before >= 3  # the output thread kept working (~6)
     finally:
         stop.set()
         runner.join(timeout=10)

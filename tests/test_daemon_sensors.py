@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import signal
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import running_daemon
+from tests.conftest import daemon_status, running_daemon, wait_for
 from tests.serial_peers import ModbusPeer, Pty, PtyLink
-from tests.test_daemon import wait_for
+
 from tests.test_sensor_serial import FreeRunningSensor
 
 
@@ -32,17 +31,10 @@ runtime_dir = "{tmp_path / 'run'}"
     return config
 
 
-def status(tmp_path: Path) -> dict:
-    try:
-        return json.loads((tmp_path / "run" / "status.json").read_text())
-    except (FileNotFoundError, ValueError):
-        return {}
-
-
 def run_until_level(tmp_path: Path, config: Path) -> tuple[dict, str]:
     with running_daemon(config) as process:
-        wait_for(lambda: status(tmp_path).get("level_m") is not None, 20, "a level")
-        record = status(tmp_path)
+        wait_for(lambda: daemon_status(tmp_path).get("level_m") is not None, 20, "a level")
+        record = daemon_status(tmp_path)
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=10)
     assert process.returncode == 0, stderr
