@@ -282,13 +282,32 @@ def _clock_synchronised() -> bool | None:
 
 
 def open_outbox(config: Config) -> tuple[Outbox | None, str | None]:
+    """The outbox, or why there is none. A damaged database file (a failing SD card) is moved
+    aside for inspection and a new one started: a new epoch, so upstream cannot confuse the
+    two sequences."""
     path = Path(config.storage.state_dir) / OUTBOX_FILE_NAME
+    settings = config.uplink
     try:
-        return Outbox(path, config.uplink.max_backlog_mb, config.uplink.dead_letter_max), None
-    except (OSError, sqlite3.Error) as error:
+        return Outbox(path, settings.max_backlog_mb, settings.dead_letter_max), None
+    except sqlite3.DatabaseError as error:
+        if isinstance(error, sqlite3.OperationalError):  # permissions, a full or missing disk
+            problem = f"cannot open the outbox {path}: {error}"
+        else:
+            aside = path.with_name(f"{path.name}.damaged-{int(time.time())}")
+            log.error("outbox %s is damaged (%s): moved to %s, starting a new one",
+                      path, error, aside.name)
+            try:
+                for suffix in ("", "-wal", "-shm"):
+                    source = Path(f"{path}{suffix}")
+                    if source.exists():
+                        source.rename(f"{aside}{suffix}")
+                return Outbox(path, settings.max_backlog_mb, settings.dead_letter_max), None
+            except (OSError, sqlite3.Error) as second:
+                problem = f"cannot replace the damaged outbox {path}: {second}"
+    except OSError as error:
         problem = f"cannot open the outbox {path}: {error}"
-        log.error("%s; running without it (the siren still works)", problem)
-        return None, problem
+    log.error("%s; running without it (the siren still works)", problem)
+    return None, problem
 
 
 def _setup_logging() -> None:

@@ -144,3 +144,19 @@ def test_an_unwritable_status_directory_is_logged_and_sampling_goes_on(tmp_path,
     assert caplog.text.count("status not written") == 1
 
 
+
+
+def test_a_storage_problem_is_a_fault_that_blinks_amber_but_never_freezes_the_warning(caplog):
+    config = config_from({"filter": {"acquire_samples": 1, "window": 1,
+                                     "max_rate_m_per_min": 100.0},
+                          "alarm": {"off_delay_s": 0.0}})
+    clock = FakeClock()
+    daemon = Daemon(config, ScriptedSensor([1.5, 3.5]), lambda frame: None, clock=clock,
+                    storage_problem="cannot open the outbox: read-only file system")
+    daemon.sample_once()
+    assert daemon.all_faults() == ["storage"] and daemon.engine.state_name == "awas"
+    assert daemon.annunciator.faults == ("storage",)
+    clock.now += 2.0
+    daemon.sample_once()                       # the water falls: the state steps down anyway
+    assert daemon.engine.state_name == "normal"
+    assert "fault storage RAISED" in caplog.text

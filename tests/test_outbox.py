@@ -140,3 +140,30 @@ def test_committed_records_are_in_the_write_ahead_log_with_full_sync(outbox):
     assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     # synchronous is per connection: ask the outbox's own.
     assert outbox._connection().execute("PRAGMA synchronous").fetchone() == (2,)  # FULL
+
+
+def test_a_damaged_outbox_is_moved_aside_and_a_new_epoch_begins(tmp_path, caplog):
+    from agent.daemon import open_outbox
+    from tests.conftest import config_from
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "outbox.sqlite").write_bytes(b"this is not a database, the card lost it" * 100)
+    config = config_from({"storage": {"state_dir": str(state)}})
+    box, problem = open_outbox(config)
+    try:
+        assert problem is None and box is not None
+        fill(box, 1)
+        assert [r.seq for r in box.next_batch(5)] == [1]
+    finally:
+        box.close()
+    aside = [p.name for p in state.iterdir() if ".damaged-" in p.name]
+    assert len(aside) == 1 and "is damaged" in caplog.text
+
+
+def test_an_unwritable_state_directory_means_no_outbox_and_a_reason(tmp_path):
+    from agent.daemon import open_outbox
+    from tests.conftest import config_from
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    box, problem = open_outbox(config_from({"storage": {"state_dir": str(blocker / "state")}}))
+    assert box is None and problem.startswith(f"cannot open the outbox {blocker}/state/")
