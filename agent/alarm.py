@@ -147,9 +147,14 @@ class AlarmEngine:
         return (self.state, self.rate_active, frozenset(self.faults.active), self.clear_since,
                 self.rate_since, self.rate_clear_since, tuple(self.raise_since))
 
+    def _fault_event(self, now: float, fault: str, active: bool) -> Event:
+        data = {"fault": fault, "active": active}
+        if fault == "sensor" and active:
+            data["reason"] = self.faults.last_reason  # what the driver said, e.g. "timeout"
+        return Event(now, "fault", data)
+
     def _advance(self, now: float) -> list[Event]:
-        events = [Event(now, "fault", {"fault": fault, "active": True})
-                  for fault, _ in self.faults.advance(now)]
+        events = [self._fault_event(now, fault, True) for fault, _ in self.faults.advance(now)]
         self._evaluate(now, events)
         self._next_deadline = self._compute_next_deadline()
         return events
@@ -159,8 +164,8 @@ class AlarmEngine:
         """Take in one sample (call `run_until(measurement.time)` first)."""
         now = measurement.time
         changes = self.faults.observe(measurement)
-        events = [Event(now, "fault", {"fault": fault, "active": active})
-                  for fault, active in changes] if changes else []
+        events = [self._fault_event(now, fault, active) for fault, active in changes] \
+            if changes else []
         if measurement.accepted:
             level = measurement.smoothed_m
             self.level_m = level

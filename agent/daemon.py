@@ -52,7 +52,8 @@ def describe(event: Event) -> str:
         rate_text = f"{rate:+.3f} m/h" if rate is not None else "unknown"
         return f"rate alarm {'ON' if data['active'] else 'off'} ({rate_text})"
     if event.kind == "fault":
-        return f"fault {data['fault']} {'RAISED' if data['active'] else 'cleared'}"
+        reason = f" ({data['reason']})" if data.get("reason") else ""
+        return f"fault {data['fault']} {'RAISED' if data['active'] else 'cleared'}{reason}"
     if event.kind == "siren":
         return f"siren {data['pattern']}"
     return f"{event.kind} {data}"

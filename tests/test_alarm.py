@@ -158,11 +158,12 @@ def test_driver_errors_raise_the_sensor_fault_after_n_in_a_row():
     pipeline = Pipeline(config, "level", 1.0)
     faults = []
     reads = [(7.0, None), (None, "timeout"), (None, "timeout"), (7.0, None),
-             (None, "timeout"), (None, "timeout"), (None, "timeout"), (7.0, None)]
+             (None, "timeout"), (None, "crc_error"), (None, "crc_error"), (7.0, None)]
     for i, (raw, reason) in enumerate(reads):
         events = engine.update(pipeline.process(10.0 * i, raw, reason))
-        faults += [(e.time, e.data["fault"], e.data["active"]) for e in events]
-    assert faults == [(60.0, "sensor", True), (70.0, "sensor", False)]
+        faults += [(e.time, e.data) for e in events]
+    assert faults == [(60.0, {"fault": "sensor", "active": True, "reason": "crc_error"}),
+                      (70.0, {"fault": "sensor", "active": False})]
 
 
 def test_stuck_readings_raise_stuck():

@@ -160,3 +160,27 @@ def test_a_storage_problem_is_a_fault_that_blinks_amber_but_never_freezes_the_wa
     daemon.sample_once()                       # the water falls: the state steps down anyway
     assert daemon.engine.state_name == "normal"
     assert "fault storage RAISED" in caplog.text
+
+
+def test_a_full_card_raises_storage_keeps_sampling_and_clears_when_space_returns(tmp_path):
+    from agent.outbox import Outbox
+    config = config_from({"filter": {"acquire_samples": 1, "window": 1}})
+    outbox = Outbox(tmp_path / "outbox.sqlite", max_page_count=12)
+    clock = FakeClock()
+    daemon = Daemon(config, ScriptedSensor([1.5] * 400), lambda frame: None, clock=clock,
+                    outbox=outbox)
+    try:
+        for _ in range(300):                      # 300 readings do not fit in 12 KiB
+            daemon.sample_once()
+            outbox.flush()
+            clock.now += 2.0
+        assert "storage" in daemon.all_faults() and daemon.engine.state_name == "awas"
+        assert daemon.annunciator.faults == ("storage",)
+        outbox.max_page_count = None              # the technician frees space
+        daemon.sample_once()
+        outbox.flush(timeout=15)
+        daemon.sample_once()
+        assert daemon.all_faults() == []
+        assert outbox.stats()["held_in_memory"] == 0 and outbox.stats()["depth"] >= 302
+    finally:
+        outbox.close()
