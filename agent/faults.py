@@ -115,8 +115,9 @@ class FaultMonitor:
             self._clear("implausible", changes)
         elif reason == IMPLAUSIBLE and self.first_rejected_t is None:
             self.first_rejected_t = now
-        self.next = self.next_deadline()
-        changes.extend(self.advance(now))
+        deadline = self.next = self.next_deadline()
+        if deadline is not None and deadline <= now:
+            changes.extend(self.advance(now))
         if len(changes) > 1:
             changes.sort(key=lambda change: FAULTS.index(change[0]))
         return changes
