@@ -73,11 +73,16 @@ class Validity:
         if raw in self.invalid_values:
             return None, INVALID_VALUE
         metres = raw * self.unit_to_m
+        if self.is_distance and (metres < self.min_m or metres > self.max_m):
+            return None, OUT_OF_RANGE
+        return self.convert(raw), None
+
+    def convert(self, raw: float) -> float:
+        """The level for a raw value already known to be valid (calibration only)."""
+        metres = raw * self.unit_to_m
         if self.is_distance:
-            if metres < self.min_m or metres > self.max_m:
-                return None, OUT_OF_RANGE
-            return self.elevation_m - metres, None
-        return self.offset_m + self.scale * metres, None
+            return self.elevation_m - metres
+        return self.offset_m + self.scale * metres
 
 
 class PlausibilityGate:
@@ -200,15 +205,12 @@ class RateOfRise:
         self.t_ref = self.points[0][0] if self.points else 0.0
         self._reset_sums()
         for t, v in self.points:
-            self._include(t, v, 1)
-
-    def _include(self, t: float, v: float, sign: int) -> None:
-        x = t - self.t_ref
-        self.n += sign
-        self.st += sign * x
-        self.sv += sign * v
-        self.stt += sign * x * x
-        self.stv += sign * x * v
+            x = t - self.t_ref
+            self.n += 1
+            self.st += x
+            self.sv += v
+            self.stt += x * x
+            self.stv += x * v
 
     def add(self, now: float, level: float) -> float | None:
         points = self.points
@@ -274,6 +276,10 @@ class Pipeline:
         level, invalid = self.validity.to_level(raw)
         if level is None:
             return self._no_reading(now, raw, invalid)
+        return self._judge(now, raw, level)
+
+    def _judge(self, now: float, raw: float, level: float) -> Measurement:
+        """Plausibility, smoothing and rate for a valid reading."""
         gate = self.gate
         if not gate.judge(now, level):
             # Start-up readings that agree so far are just early; ones that disagree are not.
@@ -314,4 +320,6 @@ class Pipeline:
         valid.sort()
         middle = len(valid) // 2
         median = valid[middle] if len(valid) % 2 else (valid[middle - 1] + valid[middle]) / 2.0
-        return self.process(now, median)
+        # The median of valid reads is valid: not checked again, since the mean of two middle
+        # reads may happen to equal a sensor code (4990 and 5010 mm -> 5000).
+        return self._judge(now, median, self.validity.convert(median))

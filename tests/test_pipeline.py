@@ -55,6 +55,16 @@ def test_burst_median_ignores_sensor_codes_and_no_echo():
     assert pipeline.process_burst(0.0, burst).level_m == pytest.approx(10.40 - 3.11)
 
 
+def test_a_burst_median_that_equals_a_sensor_code_is_still_the_water():
+    # 5000 mm is a code, but 4990 and 5010 are real ranges whose median happens to be 5000.
+    config = config_from({"sensor": {"max_range_m": 6.0, "invalid_values": [5000]},
+                          "calibration": {"sensor_elevation_m": 10.40},
+                          "filter": {"acquire_samples": 1}})
+    measurement = Pipeline(config, "distance", 0.001).process_burst(
+        0.0, [(4990.0, None), (5010.0, None)])
+    assert measurement.accepted and measurement.level_m == pytest.approx(5.40)
+
+
 def test_burst_with_no_valid_read_reports_the_most_common_reason():
     pipeline = Pipeline(DISTANCE, "distance", 1.0)
     burst = [(None, "timeout"), (None, "no_echo"), (None, "no_echo"), (9999.0, None)]
