@@ -88,6 +88,7 @@ class FaultMonitor:
         now = measurement.time
         active = self.active
         changes: list[tuple[str, bool]] = []
+        disproved: list[str] = []   # faults this sample shows to be over
         reason = measurement.reason
         self.last_reason = reason
         if measurement.raw is None and reason not in PIPELINE_REASONS:  # a driver error
@@ -97,32 +98,31 @@ class FaultMonitor:
                 changes.append(("sensor", True))
         else:
             self.driver_errors = 0
-            self._clear("sensor", changes)
+            disproved.append("sensor")
         if measurement.valid:
             self.last_valid_t = now
             self.first_out_of_range_t = None
-            self._clear("stale", changes)
-            self._clear("out_of_range", changes)
+            disproved += ("stale", "out_of_range")
             level = measurement.level_m
             if self.stuck_value is None or abs(level - self.stuck_value) > self.stuck_tolerance_m:
                 self.stuck_value = level
                 self.stuck_since = now
-                self._clear("stuck", changes)
+                disproved.append("stuck")
         elif reason == OUT_OF_RANGE and self.first_out_of_range_t is None:
             self.first_out_of_range_t = now
         if measurement.accepted:
             self.first_rejected_t = None
-            self._clear("implausible", changes)
+            disproved.append("implausible")
         elif reason == IMPLAUSIBLE and self.first_rejected_t is None:
             self.first_rejected_t = now
+        if active:  # usually empty: a year of quiet samples skips this
+            for fault in disproved:
+                if fault in active:
+                    active.discard(fault)
+                    changes.append((fault, False))
         deadline = self.next = self.next_deadline()
         if deadline is not None and deadline <= now:
             changes.extend(self.advance(now))
         if len(changes) > 1:
             changes.sort(key=lambda change: FAULTS.index(change[0]))
         return changes
-
-    def _clear(self, fault: str, changes: list[tuple[str, bool]]) -> None:
-        if fault in self.active:
-            self.active.discard(fault)
-            changes.append((fault, False))
