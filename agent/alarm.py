@@ -107,6 +107,19 @@ class AlarmEngine:
     def active_faults(self) -> list[str]:
         return sorted(self.faults.active)
 
+    def restore(self, state_name: str, rate_active: bool) -> bool:
+        """Take up the warning a previous run of the daemon left (after a watchdog restart or a
+        crash at the crest). Only raises: it cannot lower anything, and the normal off-delay
+        steps it down once fresh readings show the water below. False if the name is unknown
+        (the levels were reconfigured)."""
+        if state_name not in self.names:
+            return False
+        self.state = max(self.state, self.names.index(state_name))
+        self.rate_active = self.rate_active or (rate_active and self.rate_enabled)
+        self.siren_pattern = self.config.siren_pattern_for(self.warning)
+        self._next_deadline = self._compute_next_deadline()
+        return True
+
     # -- time --------------------------------------------------------------------------------
     def next_deadline(self) -> float | None:
         """The next moment at which something changes if no sample arrives before it."""

@@ -220,6 +220,7 @@ class AlarmConfig:
     on_delay_s: float = field(default=0.0, metadata=_rule(non_negative))
     off_delay_s: float = field(default=900.0, metadata=_rule(non_negative))
     stale_after_s: float = field(default=120.0, metadata=_rule(positive))
+    restore_within_s: float = field(default=600.0, metadata=_rule(non_negative))  # 0 = never
     levels: tuple[LevelConfig, ...] = DEFAULT_LEVELS
     rate: RateConfig = RateConfig()
 

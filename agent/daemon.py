@@ -12,6 +12,7 @@ the monotonic clock, and a status file that cannot be written is logged, not fat
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -38,6 +39,7 @@ log = logging.getLogger("gauge-agent")
 
 OUTPUT_TICK_S = 0.05
 OUTBOX_FILE_NAME = "outbox.sqlite"
+WARNING_FILE_NAME = "warning.json"  # in runtime_dir: survives a restart, not a reboot
 
 
 def describe(event: Event) -> str:
@@ -81,7 +83,8 @@ class Daemon:
                  status: StatusWriter | None = None, clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time, simulated: bool = False,
                  notifier: Notifier | None = None, outbox: Outbox | None = None,
-                 uploader: Uploader | None = None, storage_problem: str | None = None):
+                 uploader: Uploader | None = None, storage_problem: str | None = None,
+                 warning_file: Path | None = None):
         self.config = config
         self.sensor = sensor
         self.clock = clock
@@ -103,6 +106,36 @@ class Daemon:
         self.storage_problem = storage_problem   # the outbox could not even be opened
         self.system_faults: set[str] = set()     # storage, auth: not about the water
         self.last_heartbeat: float | None = None
+        self.warning_file = warning_file  # where the warning is kept across restarts
+        self._restore_warning()
+
+    def _restore_warning(self) -> None:
+        """After a restart, keep warning while the gate re-acquires (no silent gap)."""
+        if self.warning_file is None or self.config.alarm.restore_within_s <= 0:
+            return
+        try:
+            saved = json.loads(self.warning_file.read_text(encoding="utf-8"))
+            age = self.wall() - float(saved["saved_epoch"])
+            state, rate_active = str(saved["state"]), bool(saved["rate_active"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return  # nothing saved, or nothing usable: start from Normal as always
+        if not 0 <= age <= self.config.alarm.restore_within_s:
+            return
+        if (state != "normal" or rate_active) and self.engine.restore(state, rate_active):
+            log.warning("restored warning %s from %.0f s ago (restart during an alarm)",
+                        self.engine.warning_name.upper(), age)
+
+    def _save_warning(self) -> None:
+        if self.warning_file is None:
+            return
+        record = {"state": self.engine.state_name, "rate_active": self.engine.rate_active,
+                  "saved_epoch": self.wall()}
+        temporary = self.warning_file.with_suffix(".tmp")
+        try:
+            temporary.write_text(json.dumps(record), encoding="utf-8")
+            os.replace(temporary, self.warning_file)
+        except OSError as error:
+            log.warning("warning state not saved to %s: %s", self.warning_file, error.strerror)
 
     def _read(self) -> list[RawRead]:
         try:
@@ -132,6 +165,8 @@ class Daemon:
             return
         now = self.clock()
         self.annunciator.set_alarm(now, self.engine.warning, self.all_faults())
+        if any(event.kind in ("level", "rate") for event in events):
+            self._save_warning()
         if self.outbox is not None:
             wall_now = self.wall()
             for event in events:
@@ -343,7 +378,8 @@ def run_daemon(config: Config, simulate: bool = False) -> int:
         status = StatusWriter(Path(config.storage.runtime_dir))
         daemon = Daemon(config, sensor, outputs.apply, status=status, simulated=simulate,
                         notifier=Notifier(), outbox=outbox, uploader=uploader,
-                        storage_problem=storage_problem)
+                        storage_problem=storage_problem,
+                        warning_file=Path(config.storage.runtime_dir) / WARNING_FILE_NAME)
 
         def request_stop(signum: int, _frame: object) -> None:
             log.info("%s received, stopping", signal.Signals(signum).name)

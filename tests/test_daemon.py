@@ -184,3 +184,40 @@ def test_a_full_card_raises_storage_keeps_sampling_and_clears_when_space_returns
         assert outbox.stats()["held_in_memory"] == 0 and outbox.stats()["depth"] >= 302
     finally:
         outbox.close()
+
+
+def test_a_restart_during_an_alarm_keeps_warning_while_the_gate_reacquires(tmp_path, caplog):
+    config = config_from({"filter": {"acquire_samples": 3, "window": 1,
+                                     "max_rate_m_per_min": 100.0}})
+    warning_file = tmp_path / "run" / "warning.json"
+    warning_file.parent.mkdir()
+    first = Daemon(config, ScriptedSensor([1.5] * 3), lambda frame: None, clock=FakeClock(),
+                   warning_file=warning_file)
+    for _ in range(3):
+        first.sample_once()
+        first.clock.now += 2.0
+    assert first.engine.state_name == "awas"
+    # The watchdog restarts the process: a new daemon, no level yet (acquiring).
+    second = Daemon(config, ScriptedSensor([1.5]), lambda frame: None, clock=FakeClock(),
+                    warning_file=warning_file)
+    assert second.engine.state_name == "awas" and second.engine.siren_pattern == "continuous"
+    second.sample_once()
+    assert second.last.reason == "acquiring" and second.engine.state_name == "awas"
+    assert "restored warning AWAS" in caplog.text
+
+
+def test_an_old_or_unknown_saved_warning_is_not_taken_up(tmp_path):
+    import json
+    config = config_from({"alarm": {"restore_within_s": 600.0}})
+    warning_file = tmp_path / "warning.json"
+    clock_now = 1_800_000_000.0
+    for saved in ({"state": "awas", "rate_active": False, "saved_epoch": clock_now - 3600},
+                  {"state": "bahaya", "rate_active": False, "saved_epoch": clock_now},
+                  {"state": "awas"}):
+        warning_file.write_text(json.dumps(saved))
+        daemon = Daemon(config, ScriptedSensor([]), lambda frame: None, clock=FakeClock(),
+                        wall=lambda: clock_now, warning_file=warning_file)
+        assert daemon.engine.state_name == "normal", saved
+    warning_file.write_text("{not json")
+    assert Daemon(config, ScriptedSensor([]), lambda frame: None, clock=FakeClock(),
+                  warning_file=warning_file).engine.state_name == "normal"
