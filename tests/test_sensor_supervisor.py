@@ -115,3 +115,18 @@ def test_health_counts_reads_by_reason():
     sensor.read_burst(5)
     health = sensor.health()
     assert (health["reads"], health["values"], health["failures"]) == (10, 5, {"timeout": 5})
+
+
+def test_hardware_libraries_are_imported_only_for_the_configured_kind():
+    import subprocess
+    import sys
+    probe = ("import sys\n"
+             "from agent.config import Config\n"
+             "from agent.sensors import open_sensor\n"
+             "sensor = open_sensor(Config(), simulate=True)\n"
+             "sensor.read_burst(3)\n"
+             "print(sorted(m for m in ('adafruit_hcsr04', 'board', 'minimalmodbus', 'serial',"
+             " 'pymodbus') if m in sys.modules))\n")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            timeout=60)
+    assert (result.returncode, result.stdout.strip()) == (0, "[]"), result.stderr
