@@ -202,15 +202,15 @@ class RateOfRise:
         self.st = self.sv = self.stt = self.stv = 0.0
 
     def _rebuild(self) -> None:
-        self.t_ref = self.points[0][0] if self.points else 0.0
-        self._reset_sums()
-        for t, v in self.points:
-            x = t - self.t_ref
-            self.n += 1
-            self.st += x
-            self.sv += v
-            self.stt += x * x
-            self.stv += x * v
+        """The sums from scratch, relative to the oldest point in the window."""
+        points = self.points
+        self.t_ref = points[0][0] if points else 0.0
+        xs = [t - self.t_ref for t, _ in points]
+        self.n = len(points)
+        self.st = sum(xs)
+        self.sv = sum(v for _, v in points)
+        self.stt = sum(x * x for x in xs)
+        self.stv = sum(x * v for x, (_, v) in zip(xs, points))
 
     def add(self, now: float, level: float) -> float | None:
         points = self.points
