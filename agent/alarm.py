@@ -13,8 +13,10 @@ Semantics (the README explains them for technicians):
   level for `off_delay_s`, and then goes to the level the water is at (with the deadband).
 - The rate alarm (least-squares rise over `alarm.rate.window_s`) lifts the warning to at least
   `alarm.rate.raises`; it clears below `clear_m_per_h` after the off-delay.
-- Faults are separate and never lower anything: while any measurement fault is active nothing
-  steps down, because a gauge lost at the crest must keep warning.
+- Faults are separate and never lower anything: while a fault leaves the gauge unable to see the
+  water nothing steps down, because a gauge lost at the crest must keep warning; the off-delay
+  starts afresh after it. Refusals at heights the gate has shown to be echoes do not hold the
+  warning (`FaultMonitor.holding`): the water is seen between them.
 """
 
 from __future__ import annotations
@@ -222,7 +224,7 @@ class AlarmEngine:
         warning_before = self.warning
         if self.state < len(self.thresholds) and self.raise_since[self.state] is not None:
             self._escalate(now, events)
-        measuring = not self.faults.active
+        measuring = not self.faults.holding
         if self.state:
             self._step_down(now, events, measuring)
         if self.rate_since is not None or self.rate_clear_since is not None:

@@ -177,9 +177,12 @@ class CalibrationConfig:
 @dataclass(frozen=True)
 class FilterConfig:
     window: int = field(default=5, metadata=_rule(at_least(1)))
-    max_rate_m_per_min: float = field(default=0.5, metadata=_rule(positive))
+    # The Benanga reservoir's physical limit (config.toml says how it was chosen).
+    max_rate_m_per_min: float = field(default=0.025, metadata=_rule(positive))
     noise_m: float = field(default=0.05, metadata=_rule(non_negative))
     acquire_samples: int = field(default=3, metadata=_rule(at_least(1)))
+    # Readings that must agree before a jump across a silence is believed (1 = at once).
+    confirm_samples: int = field(default=2, metadata=_rule(between(1, 10)))
     reject_to_fault_s: float = field(default=300.0, metadata=_rule(non_negative))
     stuck_after_s: float = field(default=21600.0, metadata=_rule(non_negative))  # 0 = off
     stuck_tolerance_m: float = field(default=0.0, metadata=_rule(non_negative))

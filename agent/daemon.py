@@ -149,7 +149,9 @@ class Daemon:
         a restart during a flood the warning must be back in seconds, not minutes."""
         sensor = self.config.sensor
         engine = self.engine
-        fast = engine.warning > 0 or engine.rate_active or engine.level_m is None
+        # Also while the gate waits for a reading to confirm a jump: it may be the water.
+        fast = engine.warning > 0 or engine.rate_active or engine.level_m is None \
+            or self.pipeline.gate.awaiting_confirmation
         return sensor.alarm_interval_s if fast else sensor.interval_s
 
     def all_faults(self) -> list[str]:
@@ -214,6 +216,19 @@ class Daemon:
                 "rate_m_per_h": None if engine.rate_m_per_h is None
                 else round(engine.rate_m_per_h, 4)}
 
+    def false_echoes(self) -> list[dict]:
+        """What the gate learned not to believe, for the technician (status) and upstream."""
+        validity = self.pipeline.validity
+        echoes = []
+        for echo in self.pipeline.gate.echoes.learned():
+            entry = {"level_m": round(echo.level_m, 3), "episodes": echo.episodes,
+                     "longest_s": round(echo.longest_s, 1),
+                     "last_seen_s_ago": round(self.clock() - echo.last_seen, 1)}
+            if validity.is_distance:
+                entry["distance_m"] = round(validity.elevation_m - echo.level_m, 3)
+            echoes.append(entry)
+        return echoes
+
     def _heartbeat_if_due(self, now: float) -> None:
         if self.last_heartbeat is not None and \
                 now - self.last_heartbeat < self.config.uplink.heartbeat_s:
@@ -229,7 +244,8 @@ class Daemon:
                 "disk_free_mb": _disk_free_mb(Path(self.config.storage.state_dir)),
                 "cpu_temp_c": _cpu_temperature_c(), "clock_synchronised": _clock_synchronised(),
                 "state": self.engine.state_name, "warning": self.engine.warning_name,
-                "faults": self.all_faults()}
+                "faults": self.all_faults(),
+                "false_echo_levels_m": [echo["level_m"] for echo in self.false_echoes()]}
 
     def status_record(self) -> dict:
         engine, last, now = self.engine, self.last, self.clock()
@@ -253,7 +269,8 @@ class Daemon:
             "siren": {"pattern": engine.siren_pattern,
                       "silenced": self.annunciator.silenced(now)},
             "sensor": {"kind": "simulated" if self.simulated else self.config.sensor.kind,
-                       **(self.sensor.health() if hasattr(self.sensor, "health") else {})},
+                       **(self.sensor.health() if hasattr(self.sensor, "health") else {}),
+                       "false_echoes": self.false_echoes()},
             "outbox": self.outbox.stats() if self.outbox is not None else
             {"storage_error": self.storage_problem},
             "uplink": self.uploader.stats() if self.uploader is not None else None,

@@ -16,7 +16,8 @@ from the warning state and never lower it.
 from __future__ import annotations
 
 from agent.config import Config
-from agent.pipeline import IMPLAUSIBLE, OUT_OF_RANGE, PIPELINE_REASONS, Measurement
+from agent.pipeline import (IMPLAUSIBLE, OUT_OF_RANGE, PIPELINE_REASONS, REJECTED_REASONS,
+                            Measurement)
 
 FAULTS = ("stale", "implausible", "out_of_range", "stuck", "sensor")
 
@@ -36,7 +37,26 @@ class FaultMonitor:
         self.stuck_since = start
         self.driver_errors = 0
         self.last_reason: str | None = None
+        # Refused since the last accepted reading at a height that could be the water (not
+        # one the gate has shown to be an echo): the gauge cannot tell where the water is.
+        self.unexplained_refusals = False
         self.next = self.next_deadline()  # kept current: read after every sample
+
+    @property
+    def holding(self) -> bool:
+        """Whether the active faults hold the warning (no step-down, a fresh off-delay after).
+
+        Any fault that leaves the gauge unable to see the water holds it: a gauge lost at the
+        crest keeps warning. `implausible` holds it only while some refused reading could be
+        the water; refusals that are all at heights the gate has shown to be echoes (learned
+        false echoes, a height it followed and withdrew) do not, because the water is seen
+        between them and the warning must be free to follow it down."""
+        active = self.active
+        if not active:
+            return False
+        if len(active) == 1 and "implausible" in active:
+            return self.unexplained_refusals
+        return True
 
     def _due(self) -> list[tuple[str, float]]:
         """(fault, deadline) for every fault not yet active that has a deadline, FAULTS order."""
@@ -112,9 +132,13 @@ class FaultMonitor:
             self.first_out_of_range_t = now
         if measurement.accepted:
             self.first_rejected_t = None
+            self.unexplained_refusals = False
             disproved.append("implausible")
-        elif reason == IMPLAUSIBLE and self.first_rejected_t is None:
-            self.first_rejected_t = now
+        elif reason in REJECTED_REASONS:
+            if self.first_rejected_t is None:
+                self.first_rejected_t = now
+            if reason == IMPLAUSIBLE:
+                self.unexplained_refusals = True
         if active:  # usually empty: a year of quiet samples skips this
             for fault in disproved:
                 if fault in active:

@@ -12,43 +12,47 @@ from __future__ import annotations
 import bisect
 import math
 from collections import deque
+from dataclasses import dataclass
 
+from agent import gate as gate_module
 from agent.config import Config
+from agent.gate import PlausibilityGate
 
 # Reasons a sample is not a level. Driver errors ("timeout", "no_echo", ...) pass through as
 # their own reason; these are the ones the pipeline itself decides.
 NOT_A_NUMBER = "not_a_number"
 INVALID_VALUE = "invalid_value"
 OUT_OF_RANGE = "out_of_range"
-IMPLAUSIBLE = "implausible"
+IMPLAUSIBLE = "implausible"     # faster than the site allows, or at a rejected height
+FALSE_ECHO = "false_echo"       # at the height of a learned false echo
+UNCONFIRMED = "unconfirmed"     # a jump across a silence, believed when the next reading agrees
 ACQUIRING = "acquiring"
-PIPELINE_REASONS = frozenset({NOT_A_NUMBER, INVALID_VALUE, OUT_OF_RANGE, IMPLAUSIBLE, ACQUIRING})
+PIPELINE_REASONS = frozenset({NOT_A_NUMBER, INVALID_VALUE, OUT_OF_RANGE, IMPLAUSIBLE, FALSE_ECHO,
+                              UNCONFIRMED, ACQUIRING})
+# Readings the gate refused: together they raise the `implausible` fault.
+REJECTED_REASONS = frozenset({IMPLAUSIBLE, FALSE_ECHO})
 
 VALUE_KINDS = ("distance", "level")
 UNIT_TO_M = {"m": 1.0, "cm": 0.01, "mm": 0.001, "ft": 0.3048}
 
 
+@dataclass(slots=True)
 class Measurement:
-    """What the pipeline made of one sample. `level_m` is None when it was not a usable level."""
+    """What the pipeline made of one sample. `level_m` is None when it was not a usable level.
 
-    __slots__ = ("time", "raw", "level_m", "accepted", "reason", "smoothed_m", "rate_m_per_h",
-                 "valid")
-
-    def __init__(self, time: float, raw: float | None, level_m: float | None, accepted: bool,
-                 reason: str | None, smoothed_m: float | None, rate_m_per_h: float | None,
-                 valid: bool):
-        self.time = time
-        self.raw = raw                  # the value as the sensor gave it (its own unit)
-        self.level_m = level_m          # converted level, also for rejected readings
-        self.accepted = accepted        # passed validity and the plausibility gate
-        self.reason = reason            # why not accepted (None when accepted)
-        self.smoothed_m = smoothed_m    # rolling median of accepted levels (latest estimate)
-        self.rate_m_per_h = rate_m_per_h
-        self.valid = valid              # passed validity (a reading, even if implausible)
-
-    def __repr__(self) -> str:
-        return (f"Measurement(time={self.time}, level_m={self.level_m}, accepted={self.accepted},"
-                f" reason={self.reason!r}, smoothed_m={self.smoothed_m})")
+    Built by keyword, never changed once made. Not `frozen=True`: that sets each field through
+    object.__setattr__ and costs 2.4 us a sample here, a fifth of the whole pipeline."""
+    time: float
+    raw: float | None               # the value as the sensor gave it (its own unit)
+    level_m: float | None           # converted level, also for readings the gate did not accept
+    accepted: bool                  # passed validity and the plausibility gate
+    reason: str | None              # why not accepted (None when accepted)
+    smoothed_m: float | None        # rolling median of accepted levels (latest estimate)
+    rate_m_per_h: float | None
+    valid: bool                     # passed validity (a reading, even if not accepted)
+    # The gate decided with this sample that what it believed since this time was not the
+    # water (an unconfirmed jump withdrawn, or a way back from a level it had followed).
+    withdrawn_since: float | None = None
 
 
 class Validity:
@@ -85,93 +89,29 @@ class Validity:
         return self.offset_m + self.scale * metres
 
 
-class PlausibilityGate:
-    """Rejects readings that imply the water moved faster than the site allows.
-
-    It judges how fast the *readings* changed, not how long ago the last good one was:
-    - A reading is compared with the last accepted level A (at time tA): it is within the
-      envelope if |v - A| <= noise + max_rate * (t - tA). A real rise that arrives across a
-      silence of the gauge, at an allowed rate, is therefore accepted at once.
-    - Rejected readings that follow each other closely form a "track" (an object in the beam, a
-      reflection, a stuck code). A reading that continues that track more slowly than it could
-      have come from A belongs to the track and stays rejected, however long the track lasts:
-      an object in the beam for hours never becomes a water level by waiting.
-    - Before there is any accepted level, `acquire_samples` consecutive mutually consistent
-      readings are needed, so a spike at start-up is not taken as the water.
-    """
-
-    __slots__ = ("rate_per_s", "noise_m", "acquire_samples", "anchor_m", "anchor_t",
-                 "track_m", "track_t", "acquiring", "disagreed")
-
-    def __init__(self, max_rate_m_per_min: float, noise_m: float, acquire_samples: int):
-        self.rate_per_s = max_rate_m_per_min / 60.0
-        self.noise_m = noise_m
-        self.acquire_samples = acquire_samples
-        self.anchor_m: float | None = None
-        self.anchor_t = 0.0
-        self.track_m: float | None = None
-        self.track_t = 0.0
-        self.acquiring: list[tuple[float, float]] = []
-        self.disagreed = False  # the last start-up reading contradicted the one before
-
-    def _close(self, a: float, ta: float, b: float, tb: float) -> bool:
-        return abs(a - b) <= self.noise_m + self.rate_per_s * abs(tb - ta)
-
-    def judge(self, now: float, level: float) -> bool:
-        """True if `level` at `now` is plausible; updates the gate's memory either way."""
-        anchor = self.anchor_m
-        if anchor is None:
-            return self._acquire(now, level)
-        elapsed = now - self.anchor_t
-        distance = abs(level - anchor)
-        within = distance <= self.noise_m + self.rate_per_s * elapsed
-        track = self.track_m
-        if track is not None and self._close(track, self.track_t, level, now):
-            # It continues the rejected track. It is water only if coming from A is the slower
-            # explanation (a reading within noise of A always is).
-            track_rate = max(0.0, abs(level - track) - self.noise_m) / max(now - self.track_t, 1e-9)
-            anchor_rate = max(0.0, distance - self.noise_m) / max(elapsed, 1e-9)
-            if not within or track_rate < anchor_rate:
-                self.track_m, self.track_t = level, now
-                return False
-        elif not within:
-            self.track_m, self.track_t = level, now  # a new track starts with this jump
-            return False
-        self.anchor_m, self.anchor_t = level, now
-        self.track_m = None
-        return True
-
-    def _acquire(self, now: float, level: float) -> bool:
-        recent = self.acquiring
-        self.disagreed = bool(recent) and not self._close(recent[-1][1], recent[-1][0], level, now)
-        if self.disagreed:
-            recent.clear()
-        recent.append((now, level))
-        if len(recent) < self.acquire_samples:
-            return False
-        self.anchor_m, self.anchor_t = level, now
-        recent.clear()
-        return True
-
-
 class RollingMedian:
-    """Median of the last `window` accepted levels; levels older than `max_age_s` drop out so
-    that after a silence old readings do not outvote new ones."""
+    """Median of the last `window` accepted levels.
 
-    __slots__ = ("window", "max_age_s", "entries", "ordered")
+    Old levels are not aged out after a silence: a reading that continues the level is close to
+    them anyway, and when the gate follows a new level it restarts the median (`reset`), so old
+    readings never outvote a confirmed new level."""
 
-    def __init__(self, window: int, max_age_s: float):
+    __slots__ = ("window", "entries", "ordered")
+
+    def __init__(self, window: int):
         self.window = window
-        self.max_age_s = max_age_s
-        self.entries: deque[tuple[float, float]] = deque()
+        self.entries: deque[float] = deque()
         self.ordered: list[float] = []
 
-    def add(self, now: float, level: float) -> float:
+    def reset(self) -> None:
+        self.entries.clear()
+        self.ordered.clear()
+
+    def add(self, level: float) -> float:
         entries, ordered = self.entries, self.ordered
-        while entries and (len(entries) >= self.window or now - entries[0][0] > self.max_age_s):
-            _, old = entries.popleft()
-            del ordered[bisect.bisect_left(ordered, old)]
-        entries.append((now, level))
+        if len(entries) >= self.window:
+            del ordered[bisect.bisect_left(ordered, entries.popleft())]
+        entries.append(level)
         bisect.insort(ordered, level)
         n = len(ordered)
         middle = n // 2
@@ -195,6 +135,11 @@ class RateOfRise:
         self.window_s = window_s
         self.points: deque[tuple[float, float]] = deque()
         self.t_ref = 0.0
+        self._reset_sums()
+
+    def reset(self) -> None:
+        """Forget every point (the level it was fed turned out not to be the water)."""
+        self.points.clear()
         self._reset_sums()
 
     def _reset_sums(self) -> None:
@@ -262,15 +207,17 @@ class Pipeline:
         self.validity = Validity(config, value_kind, unit_to_m)
         filter_config = config.filter
         self.gate = PlausibilityGate(filter_config.max_rate_m_per_min, filter_config.noise_m,
-                                     filter_config.acquire_samples)
-        self.median = RollingMedian(filter_config.window, config.alarm.stale_after_s)
-        rate = config.alarm.rate
-        self.rate = RateOfRise(rate.window_s)
+                                     filter_config.acquire_samples,
+                                     filter_config.confirm_samples,
+                                     objects_read_high=value_kind == "distance")
+        self.median = RollingMedian(filter_config.window)
+        self.rate = RateOfRise(config.alarm.rate.window_s)
         self.smoothed_m: float | None = None
         self.rate_m_per_h: float | None = None
 
     def process(self, now: float, raw: float | None, reason: str | None = None) -> Measurement:
         """One sample. `raw` None means the driver had no reading; `reason` says why."""
+        self.gate.note_sample(now)
         if raw is None:
             return self._no_reading(now, None, reason or "no_reading")
         level, invalid = self.validity.to_level(raw)
@@ -281,19 +228,33 @@ class Pipeline:
     def _judge(self, now: float, raw: float, level: float) -> Measurement:
         """Plausibility, smoothing and rate for a valid reading."""
         gate = self.gate
-        if not gate.judge(now, level):
-            # Start-up readings that agree so far are just early; ones that disagree are not.
-            reason = ACQUIRING if gate.anchor_m is None and not gate.disagreed else IMPLAUSIBLE
-            return Measurement(now, raw, level, False, reason, self.smoothed_m,
-                               self.rate_m_per_h, True)
-        smoothed = self.median.add(now, level)
+        verdict = gate.judge(now, level)
+        if verdict != gate_module.ACCEPTED:
+            return Measurement(time=now, raw=raw, level_m=level, accepted=False,
+                               reason=_REASONS[verdict], smoothed_m=self.smoothed_m,
+                               rate_m_per_h=self.rate_m_per_h, valid=True,
+                               withdrawn_since=gate.withdrawn_since)
+        adopted = gate.adopted
+        if adopted is not None:
+            # The gate follows another level from now on: restart the median from its readings
+            # so the old level cannot outvote it. After a way back, what the rate saw since was
+            # not the water either.
+            self.median.reset()
+            if gate.returned:
+                self.rate.reset()
+            for moment, earlier in adopted[:-1]:
+                self.rate.add(moment, self.median.add(earlier))
+        smoothed = self.median.add(level)
         self.smoothed_m = smoothed
         self.rate_m_per_h = self.rate.add(now, smoothed)
-        return Measurement(now, raw, level, True, None, smoothed, self.rate_m_per_h, True)
+        return Measurement(time=now, raw=raw, level_m=level, accepted=True, reason=None,
+                           smoothed_m=smoothed, rate_m_per_h=self.rate_m_per_h, valid=True,
+                           withdrawn_since=gate.withdrawn_since)
 
     def _no_reading(self, now: float, raw: float | None, reason: str) -> Measurement:
-        return Measurement(now, raw, None, False, reason, self.smoothed_m, self.rate_m_per_h,
-                           False)
+        return Measurement(time=now, raw=raw, level_m=None, accepted=False, reason=reason,
+                           smoothed_m=self.smoothed_m, rate_m_per_h=self.rate_m_per_h,
+                           valid=False)
 
     def process_burst(self, now: float, raws: list[tuple[float | None, str | None]]) -> Measurement:
         """A burst of raw reads taken for one sample: the median of the valid ones is the sample.
@@ -301,6 +262,7 @@ class Pipeline:
         Validity is applied to each read first, so sensor codes in the burst do not drag the
         median. With no valid read, the most frequent reason wins.
         """
+        self.gate.note_sample(now)
         valid: list[float] = []
         failures: dict[str, tuple[int, float | None]] = {}
         for raw, reason in raws:
@@ -323,3 +285,7 @@ class Pipeline:
         # The median of valid reads is valid: not checked again, since the mean of two middle
         # reads may happen to equal a sensor code (4990 and 5010 mm -> 5000).
         return self._judge(now, median, self.validity.convert(median))
+
+
+_REASONS = {gate_module.UNCONFIRMED: UNCONFIRMED, gate_module.REJECTED: IMPLAUSIBLE,
+            gate_module.FALSE_ECHO: FALSE_ECHO, gate_module.ACQUIRING: ACQUIRING}

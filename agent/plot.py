@@ -41,13 +41,37 @@ def plot_replay(path: Path, config: Config, trace, counts, title: str) -> None:
                                    lw=0, label=f"warning: {names[state]}")
             start = i
 
-    accepted = [(t, v) for t, v, ok in zip(times, trace.levels, trace.accepted) if ok]
-    rejected = [(t, v) for t, v, ok in zip(times, trace.levels, trace.accepted)
-                if not ok and v is not None]
-    if accepted:
-        level_axis.plot(*zip(*accepted), ".", ms=2, color="#7aa6c2", label="accepted reading")
-    if rejected:
-        level_axis.plot(*zip(*rejected), "x", ms=4, color="#c0392b", label="rejected by the plausibility gate")
+    # Each reading once, by what the gate finally made of it, so a technician tuning a site
+    # can see why a reading was not believed.
+    kinds: dict[str, list] = {"accepted": [], "withdrawn": [], "unconfirmed": [],
+                              "false_echo": [], "implausible": []}
+    for t, v, ok, reason, withdrawn in zip(times, trace.levels, trace.accepted, trace.reasons,
+                                           trace.withdrawn):
+        if v is None:
+            continue
+        if withdrawn:
+            kinds["withdrawn"].append((t, v))
+        elif ok:
+            kinds["accepted"].append((t, v))
+        elif reason in kinds:
+            kinds[reason].append((t, v))
+    styles = {
+        "accepted": (".", 2, "#7aa6c2", "accepted reading"),
+        "withdrawn": ("o", 3, "#8e44ad", "believed at first, withdrawn (not the water)"),
+        "unconfirmed": ("^", 4, "#16a085", "jump across a silence, not confirmed"),
+        "false_echo": ("s", 3, "#7f8c8d", "at a learned false echo"),
+        "implausible": ("x", 4, "#c0392b", "refused: faster than the site allows"),
+    }
+    for kind, points in kinds.items():
+        if points:
+            marker, size, colour, label = styles[kind]
+            level_axis.plot(*zip(*points), marker, ls="none", ms=size, color=colour,
+                            label=label)
+    for echo in getattr(trace, "false_echoes", []):
+        level_axis.axhline(echo, ls=":", lw=1, color="#7f8c8d")
+        level_axis.annotate(f"false echo {echo:.2f} m", (times[-1], echo), xytext=(-4, 2),
+                            textcoords="offset points", fontsize=7, ha="right",
+                            color="#555555")
     smoothed = [v for v in trace.smoothed]
     level_axis.plot(times, smoothed, "-", lw=1.4, color="#1f4e79", label="smoothed level")
     for index, level in enumerate(config.alarm.levels, start=1):

@@ -19,7 +19,8 @@ from typing import IO, Callable, Iterable, Iterator
 from agent.alarm import AlarmEngine, Event, format_utc
 from agent.config import Config
 from agent.errors import ReplayInputError
-from agent.pipeline import ACQUIRING, IMPLAUSIBLE, NOT_A_NUMBER, UNIT_TO_M, Measurement, Pipeline
+from agent.pipeline import (ACQUIRING, FALSE_ECHO, IMPLAUSIBLE, NOT_A_NUMBER, UNCONFIRMED, UNIT_TO_M,
+                            Measurement, Pipeline)
 
 
 @dataclass
@@ -37,7 +38,10 @@ class ReplayCounts:
     samples: int = 0           # rows that reached the pipeline
     accepted: int = 0
     no_reading: int = 0        # not a number, sensor codes, out of range
-    implausible: int = 0
+    implausible: int = 0       # faster than the site allows, or at a height already refused
+    false_echo: int = 0        # at the height of a learned false echo
+    unconfirmed: int = 0       # jumps across a silence, waiting for the next reading
+    withdrawn: int = 0         # believed (or waiting) at first, then shown not to be the water
     acquiring: int = 0         # start-up readings before the gate has a level to compare with
     blank: int = 0
     filtered_out: int = 0      # not matching --where
@@ -52,6 +56,7 @@ class ReplayCounts:
     peak_time: float | None = None
     siren_on_s: float = 0.0
     time_in_state: dict[str, float] = field(default_factory=dict)
+    false_echoes: list[str] = field(default_factory=list)   # learned, in words
 
     def summary(self) -> str:
         span = (f"{format_utc(self.first_time)} to {format_utc(self.last_time)}"
@@ -60,14 +65,16 @@ class ReplayCounts:
                 if self.peak_m is not None else "no accepted level")
         states = ", ".join(f"{name} {seconds / 3600:.1f} h"
                            for name, seconds in self.time_in_state.items() if seconds > 0)
+        echoes = "; false echoes: " + ", ".join(self.false_echoes) if self.false_echoes else ""
         return (f"replay: {self.rows} rows, {self.samples} samples ({self.accepted} accepted,"
                 f" {self.acquiring} acquiring, {self.no_reading} no reading,"
-                f" {self.implausible} implausible);"
+                f" {self.implausible} implausible, {self.false_echo} false echo,"
+                f" {self.unconfirmed} unconfirmed, {self.withdrawn} withdrawn);"
                 f" skipped {self.blank} blank, {self.filtered_out} filtered out,"
                 f" {self.malformed} malformed, {self.bad_time} bad time,"
                 f" {self.out_of_order} out of order, {self.duplicate_time} duplicate time;"
                 f" {span}; {peak}; {self.events} events; siren on {self.siren_on_s / 3600:.2f} h;"
-                f" {states or 'no time in any state'}")
+                f" {states or 'no time in any state'}{echoes}")
 
 
 @dataclass
@@ -77,9 +84,12 @@ class Trace:
     levels: list[float | None] = field(default_factory=list)
     smoothed: list[float | None] = field(default_factory=list)
     accepted: list[bool] = field(default_factory=list)
+    reasons: list[str | None] = field(default_factory=list)
+    withdrawn: list[bool] = field(default_factory=list)   # filled in when the gate withdraws
     warning: list[int] = field(default_factory=list)
     siren: list[bool] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
+    false_echoes: list[float] = field(default_factory=list)   # learned, as levels
 
 
 def parse_time(text: str) -> float | None:
@@ -211,12 +221,31 @@ class Replay:
                 trace.levels.append(measurement.level_m)
                 trace.smoothed.append(measurement.smoothed_m if measurement.accepted else None)
                 trace.accepted.append(measurement.accepted)
+                trace.reasons.append(measurement.reason)
+                trace.withdrawn.append(False)
+                if measurement.withdrawn_since is not None:
+                    _mark_withdrawn(trace, measurement.withdrawn_since)
                 trace.warning.append(engine.warning)
                 trace.siren.append(engine.siren_pattern != "off")
             if progress is not None and counts.samples % 20000 == 0:
                 progress(counts)
         self._close_spans()
+        gate = pipeline.gate
+        counts.withdrawn = gate.withdrawn_count
+        learned = gate.echoes.learned()
+        counts.false_echoes = [self._describe_echo(echo) for echo in learned]
+        if trace is not None:
+            trace.false_echoes = [echo.level_m for echo in learned]
         return counts
+
+    def _describe_echo(self, echo) -> str:
+        where = f"level {echo.level_m:.3f} m"
+        validity = self.pipeline.validity
+        if validity.is_distance:
+            distance = (validity.elevation_m - echo.level_m) / validity.unit_to_m
+            digits = {"m": 3, "cm": 1, "mm": 0, "ft": 2}.get(self.options.unit, 3)
+            where = f"{distance:.{digits}f} {self.options.unit} from the sensor ({where})"
+        return f"{where} seen {echo.episodes} times, longest {echo.longest_s / 3600:.1f} h"
 
     def _count(self, measurement: Measurement) -> None:
         counts = self.counts
@@ -229,6 +258,10 @@ class Replay:
                 counts.peak_m, counts.peak_time = level, measurement.time
         elif measurement.reason == IMPLAUSIBLE:
             counts.implausible += 1
+        elif measurement.reason == FALSE_ECHO:
+            counts.false_echo += 1
+        elif measurement.reason == UNCONFIRMED:
+            counts.unconfirmed += 1
         elif measurement.reason == ACQUIRING:
             counts.acquiring += 1
         else:
@@ -270,6 +303,15 @@ class Replay:
             spent[self._warning_name] = spent.get(self._warning_name, 0.0) + end - self._state_since
         if self._siren_since is not None:
             self.counts.siren_on_s += end - self._siren_since
+
+
+def _mark_withdrawn(trace: Trace, since: float) -> None:
+    """The gate no longer believes what it took (or was waiting to take) since `since`."""
+    for index in range(len(trace.times) - 2, -1, -1):
+        if trace.times[index] < since:
+            break
+        if trace.accepted[index] or trace.reasons[index] == UNCONFIRMED:
+            trace.withdrawn[index] = True
 
 
 def run_replay(path: Path, config: Config, options: ReplayOptions, out: IO[str] = sys.stdout,

@@ -5,6 +5,8 @@ on the same machine, and the ratio between them, so numbers from different machi
 Targets (issue #2): replay >= 100,000 samples/s (a year of 10-second samples in < 30 s).
 Targets (issue #4): enqueue at least as fast as persist-queue, drain >= 5,000 readings/s,
 dequeue at 1M rows within 2x of empty, <= 8 KiB written per durable reading.
+Target (issue #7): the multi-hypothesis gate well under a millisecond per sample, against the
+old single-anchor gate (bench/legacy_gate.py) on the same readings.
 """
 
 from __future__ import annotations
@@ -77,12 +79,14 @@ def emit(name: str, value: float, unit: str, baseline_name: str, baseline: float
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--samples", type=int, default=SAMPLES)
-    parser.add_argument("--only", choices=["pipeline", "storage"], default=None)
+    parser.add_argument("--only", choices=["pipeline", "storage", "gate"], default=None)
     parser.add_argument("--outbox-rows", type=int, default=1_000_000)
     args = parser.parse_args()
-    if args.only != "storage":
+    if args.only == "gate":
+        bench_gate(_bench_config(), synthetic_levels(args.samples))
+    elif args.only != "storage":
         bench_pipeline(args)
-    if args.only != "pipeline":
+    if args.only not in ("pipeline", "gate"):
         bench_storage(args)
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"metric": "peak_rss_mb", "value": round(peak_kb / 1024, 1), "unit": "MB",
@@ -108,10 +112,65 @@ def bench_storage(args) -> None:
          "target_readings_per_s", 5000.0, readings=20000)
 
 
+def bench_gate(config, series) -> None:
+    """The gate alone, old and new, on the same valid readings (levels), plus the object-heavy
+    street recording where the new gate does the most work, if it is here."""
+    from bench.legacy_gate import LegacyPlausibilityGate
+    from agent.gate import PlausibilityGate
+    settings = config.filter
+    levels = [(t, 10.40 - value) for t, value in series if value is not None]
+
+    def run_new(readings):
+        gate = PlausibilityGate(settings.max_rate_m_per_min, settings.noise_m,
+                                settings.acquire_samples, settings.confirm_samples, True)
+        note, judge = gate.note_sample, gate.judge
+        for t, level in readings:
+            note(t)
+            judge(t, level)
+
+    def run_old(readings):
+        gate = LegacyPlausibilityGate(settings.max_rate_m_per_min, settings.noise_m,
+                                      settings.acquire_samples)
+        judge = gate.judge
+        for t, level in readings:
+            judge(t, level)
+
+    for name, readings in (("synthetic_year", levels), ("star_bee", _star_bee_levels())):
+        if not readings:
+            continue
+        new_s = min(timed(lambda: run_new(readings)) for _ in range(3))
+        old_s = min(timed(lambda: run_old(readings)) for _ in range(3))
+        emit(f"gate_us_per_sample_{name}", new_s / len(readings) * 1e6, "us",
+             "legacy_gate_us_per_sample", old_s / len(readings) * 1e6, samples=len(readings))
+
+
+def _star_bee_levels() -> list[tuple[float, float]]:
+    """duly_star_bee as levels (street at 2507 mm), repeated to 100k readings; [] if absent."""
+    import datetime as dt
+    path = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / \
+        "floodnet_duly_star_bee.csv"
+    if not path.exists():
+        return []
+    with open(path, newline="") as handle:
+        rows = [(dt.datetime.fromisoformat(r["time"]).timestamp(), int(r["dist_mm"]))
+                for r in csv.DictReader(handle)]
+    one = [(t, 2.507 - d / 1000) for t, d in rows if d not in (9999, 5000, 300, 500)]
+    span = one[-1][0] - one[0][0] + 60.0
+    repeated = []
+    while len(repeated) < 100_000:
+        shift = span * (len(repeated) // len(one))
+        repeated.extend((t + shift, level) for t, level in one)
+    return repeated[:100_000]
+
+
+def _bench_config():
+    return build_config({"alarm": {"levels": [{"name": "waspada", "above_m": 7.5},
+                                              {"name": "siaga", "above_m": 7.9},
+                                              {"name": "awas", "above_m": 8.5}]}})
+
+
 def bench_pipeline(args) -> None:
-    config = build_config({"alarm": {"levels": [{"name": "waspada", "above_m": 7.5},
-                                                {"name": "siaga", "above_m": 7.9},
-                                                {"name": "awas", "above_m": 8.5}]}})
+    config = _bench_config()
     series = synthetic_levels(args.samples)
 
     # 1. Pipeline + engine per sample, in memory. Baseline: the same loop calling a function
@@ -133,6 +192,7 @@ def bench_pipeline(args) -> None:
     empty_s = timed(empty_loop)
     emit("pipeline_engine_us_per_sample", loop_s / len(series) * 1e6, "us",
          "empty_loop_us_per_sample", empty_s / len(series) * 1e6, samples=len(series))
+    bench_gate(config, series)
 
     # 2. Replay throughput from a CSV file, JSON events written to a buffer. Baseline: reading
     #    and splitting the same file with the csv module and doing nothing else.

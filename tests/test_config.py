@@ -34,7 +34,12 @@ def test_repository_template_is_valid_and_describes_benanga():
 def test_embedded_default_matches_the_contract_defaults():
     config = Config()
     assert config.sensor.interval_s == 10.0 and config.sensor.alarm_interval_s == 2.0
-    assert config.filter.window == 5 and config.filter.max_rate_m_per_min == 0.5
+    assert config.filter.window == 5
+    # DESIGN.md's example shows a river gauge's 0.5 m/min; the embedded default is the Benanga
+    # reservoir's own limit (issue #7), the same value config.toml ships.
+    assert config.filter.max_rate_m_per_min == 0.025
+    shipped = load_config(ROOT / "config.toml").filter
+    assert (shipped.max_rate_m_per_min, shipped.confirm_samples) == (0.025, 2)
     assert config.alarm.off_delay_s == 900.0 and config.alarm.stale_after_s == 120.0
     assert config.siren_pattern_for(1) == "off" and config.lamp_for(1) == "amber"
     assert config.siren_pattern_for(2) == "intermittent" and config.lamp_for(2) == "red"

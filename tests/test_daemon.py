@@ -103,6 +103,43 @@ def test_sampling_speeds_up_in_alarm_and_a_crashing_driver_is_no_reading(caplog)
     assert "sensor read failed: bus error" in caplog.text
 
 
+def test_a_jump_after_a_silence_is_confirmed_at_the_alarm_rate_and_sounds_awas_2_s_later():
+    """The gauge loses its echo for ten hours (a storm took the power) and comes back reading
+    9.00 m. The gate waits for one more reading before it believes the jump; the daemon takes
+    that reading at the alarm rate, so Awas sounds 2 s after the first one."""
+    config = config_from({})   # the shipped Benanga filter and thresholds
+    clock = FakeClock()
+    sensor = ScriptedSensor([3.40] * 6 + [None] * 3600 + [1.40] * 3)   # 7.00 m, ..., 9.00 m
+    daemon = Daemon(config, sensor, lambda frame: None, clock=clock)
+    seen = []   # (time, reason, next interval, warning) for each sample after the silence
+    while sensor.script:
+        silent = len(sensor.script) > 3
+        daemon.sample_once()
+        if not silent:
+            seen.append((clock.now, daemon.last.reason, daemon.interval(),
+                         daemon.engine.warning_name))
+        clock.now += daemon.interval()
+    (back, *_), confirming = seen[0], seen[1]
+    assert seen[0][1:] == ("unconfirmed", 2.0, "normal")
+    assert confirming[0] - back == 2.0 and confirming[1:] == (None, 2.0, "awas")
+
+
+def test_status_reports_the_false_echoes_the_gauge_has_learned(tmp_path):
+    config = config_from({"filter": {"acquire_samples": 1}})
+    clock = FakeClock()
+    visits = ([3.40] * 20 + [1.50, 1.51]) * 4 + [3.40] * 5   # an object at 1.5 m comes and goes
+    daemon = Daemon(config, ScriptedSensor(visits), lambda frame: None, clock=clock,
+                    status=StatusWriter(tmp_path))
+    for _ in visits:
+        daemon.sample_once()
+        clock.now += daemon.interval()
+    echoes = json.loads((tmp_path / "status.json").read_text())["sensor"]["false_echoes"]
+    assert [(e["distance_m"], e["level_m"], e["episodes"]) for e in echoes] == [
+        (pytest.approx(1.505, abs=0.006), pytest.approx(8.895, abs=0.006), 4)]
+    assert daemon.heartbeat_record(clock.now)["false_echo_levels_m"] == [echoes[0]["level_m"]]
+    assert daemon.engine.warning_name == "normal"
+
+
 def test_the_siren_keeps_its_pattern_while_a_sensor_read_hangs(mock_factory):
     config = config_from({"filter": {"acquire_samples": 1, "window": 1},
                           "outputs": {"heartbeat_s": 0.5}})
