@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -90,3 +91,54 @@ def test_the_sensor_configured_on_this_pi_answers_with_a_level_in_range():
         sensor.close()
     measurement = Pipeline(config, sensor.value_kind, sensor.unit_to_m).process_burst(0.0, reads)
     assert measurement.valid, (reads, measurement.reason)
+
+
+def test_a_reflection_after_a_silence_does_not_blind_the_daemon_to_the_flood_after_it(tmp_path):
+    """Issue #7's first recording, live: a serial ranger on a pty reads steady water, goes
+    silent, sends a reflection (3 m too low), then the water rises through every level.
+    The old gate took the reflection as its anchor and refused the whole flood (this test
+    fails on it, checked); the new one goes back to the water. Time runs 300
+    times faster than at the dam (0.2 s samples, the rate limit scaled to match)."""
+    pty = Pty()
+    script = {"start": None}
+
+    def ranger() -> bytes:
+        start = script["start"]
+        t = 0.0 if start is None else time.monotonic() - start
+        if t < 3.0:
+            level = 7.00
+        elif t < 8.0:
+            return b"R9999\r"                # no echo for 5 s (the ranger's code)
+        elif t < 8.5:
+            return b"R6400\r"                # a reflection for a sample or two: 4.00 m
+        else:
+            level = min(9.0, 7.00 + 0.1 * (t - 8.5))   # then up 0.1 m/s through every level
+        return f"R{round((10.40 - level) * 1000):04d}\r".encode()
+
+    talker = FreeRunningSensor(pty, ranger)
+    try:
+        config = write_config(tmp_path, "serial-ultrasonic",
+                              f'invalid_values = [9999]\n[sensor.serial]\nport = "{pty.path}"\ntimeout_s = 0.1',
+                              "[calibration]\nsensor_elevation_m = 10.40\n"
+                              "[filter]\nmax_rate_m_per_min = 45.0\nwindow = 3\n"
+                              "[alarm]\nstale_after_s = 1.0\n[alarm.rate]\nenabled = false")
+        config.write_text(config.read_text().replace("interval_s = 0.5", "interval_s = 0.2")
+                          .replace("max_range_m = 5.0", "max_range_m = 8.0")
+                          .replace("alarm_interval_s = 0.25", "alarm_interval_s = 0.2")
+                          .replace("burst = 3", "burst = 1"))
+        with running_daemon(config) as process:
+            wait_for(lambda: daemon_status(tmp_path).get("level_m") == 7.0, 20, "7.00 m")
+            script["start"] = time.monotonic()
+            awas = wait_for(lambda: (lambda s: s if s.get("warning") == "awas" else None)(
+                daemon_status(tmp_path)), 40, "awas")
+            rose_for = time.monotonic() - script["start"] - 8.5
+            process.send_signal(signal.SIGTERM)
+            _, stderr = process.communicate(timeout=10)
+    finally:
+        talker.stop()
+        pty.close()
+    # 7.00 -> 8.50 m at 0.1 m/s is 15 s, then the median of 3 lags a sample. (The old gate
+    # never got there: it refused the water until it stopped rising at 9.00 m, and after.)
+    assert 15.0 <= rose_for < 25.0 and awas["level_m"] >= 8.5
+    levels = [line.split("level ", 1)[1] for line in stderr.splitlines() if " level " in line]
+    assert [text.split()[0] for text in levels] == ["WASPADA", "SIAGA", "AWAS"], levels
