@@ -9,7 +9,7 @@ from pathlib import Path
 
 from agent import __version__
 from agent.config import DEFAULT_CONFIG_PATH, Config, load_config, to_toml
-from agent.errors import ConfigError, GaugeError
+from agent.errors import ConfigError, GaugeError, InstallationError
 from agent.pipeline import UNIT_TO_M, VALUE_KINDS
 
 EXIT_OK = 0
@@ -67,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         for problem in error.problems:
             print(problem, file=sys.stderr)
+        return EXIT_CONFIG
+    except InstallationError as error:
+        print(f"gauge-agent: {error}", file=sys.stderr)
         return EXIT_CONFIG
     except GaugeError as error:
         print(f"gauge-agent: {error}", file=sys.stderr)

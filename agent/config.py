@@ -23,6 +23,9 @@ from agent.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("/etc/gauge-agent/config.toml")
 CALIBRATION_FILE_NAME = "calibration.toml"
+# WatchdogSec= in systemd/gauge-agent.service (a test keeps the two equal). Under systemd the
+# daemon reads the real value from $WATCHDOG_USEC; check-config uses that when it is set.
+UNIT_WATCHDOG_S = 60.0
 
 SENSOR_KINDS = ("hcsr04", "serial-ultrasonic", "modbus-pressure", "simulated")
 LAMPS = ("off", "amber", "red", "red-blink")
@@ -615,9 +618,37 @@ def _check_relations(config: Config, problems: list[str]) -> None:
         if pin in by_pin:
             problems.append(f"{key}: {pin} is already used by {by_pin[pin]}")
         by_pin.setdefault(pin, key)
+    _check_watchdog(sensor, problems)
     if config.sensor.kind != "modbus-pressure" and config.calibration.sensor_elevation_m <= 0:
         problems.append(f"calibration.sensor_elevation_m: {config.calibration.sensor_elevation_m}"
                         " must be above 0 for a distance sensor (the level of the sensor face)")
+
+
+def longest_sample_s(sensor: SensorConfig) -> float:
+    """The longest one sample can keep the sampling loop in the driver: every read of the
+    burst timing out, plus a power cycle of the sensor."""
+    per_read = {"hcsr04": sensor.hcsr04.timeout_s + sensor.hcsr04.read_gap_s,
+                "serial-ultrasonic": sensor.serial.timeout_s,
+                "modbus-pressure": sensor.modbus.timeout_s}.get(sensor.kind, 0.0)
+    cycle = sensor.power_off_s + sensor.power_settle_s if sensor.power_relay_pin >= 0 else 0.0
+    return sensor.burst * per_read + cycle
+
+
+def watchdog_s() -> float:
+    usec = os.environ.get("WATCHDOG_USEC", "")
+    return int(usec) / 1e6 if usec.isdigit() and int(usec) > 0 else UNIT_WATCHDOG_S
+
+
+def _check_watchdog(sensor: SensorConfig, problems: list[str]) -> None:
+    """The loop pings systemd's watchdog every WatchdogSec/2 between samples; a sample that can
+    take longer than that would get a healthy daemon killed."""
+    longest, limit = longest_sample_s(sensor), watchdog_s() / 2
+    if longest >= limit:
+        problems.append(
+            f"sensor.burst: {sensor.burst} reads that all time out, plus any power cycle, keep"
+            f" one sample {longest:g} s in the driver; it must stay under {limit:g} s (half the"
+            f" unit's WatchdogSec={watchdog_s():g}): lower sensor.burst or the sensor's"
+            " timeout_s")
 
 
 # --------------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Callable
 
 from agent import __version__
+from agent import clock as host_clock
 from agent.alarm import AlarmEngine, Event, format_utc
 from agent.annunciator import Annunciator
 from agent.config import Config
@@ -84,7 +85,10 @@ class Daemon:
                  wall: Callable[[], float] = time.time, simulated: bool = False,
                  notifier: Notifier | None = None, outbox: Outbox | None = None,
                  uploader: Uploader | None = None, storage_problem: str | None = None,
-                 warning_file: Path | None = None):
+                 warning_file: Path | None = None,
+                 since_boot: Callable[[], float] = host_clock.since_boot,
+                 boot_id: str | None = None,
+                 clock_synchronised: Callable[[], bool | None] | None = None):
         self.config = config
         self.sensor = sensor
         self.clock = clock
@@ -107,29 +111,41 @@ class Daemon:
         self.system_faults: set[str] = set()     # storage, auth: not about the water
         self.last_heartbeat: float | None = None
         self.warning_file = warning_file  # where the warning is kept across restarts
+        self.since_boot = since_boot
+        self.boot_id = boot_id if boot_id is not None else host_clock.boot_id()
+        self.clock_synchronised = clock_synchronised or host_clock.SyncWatch()
         self._restore_warning()
 
     def _restore_warning(self) -> None:
-        """After a restart, keep warning while the gate re-acquires (no silent gap)."""
+        """After a restart, keep warning while the gate re-acquires (no silent gap).
+
+        Aged with this boot's own clock, never the wall clock: a Pi without an RTC steps its
+        wall clock by hours or days when NTP synchronises, and a saved Awas must not be
+        forgotten (or kept for ever) because of that. Saved in another boot (a runtime
+        directory that survived a reboot), its age is unknown: it is taken up, and fresh
+        readings step it down with the normal off-delay if the water says so."""
         if self.warning_file is None or self.config.alarm.restore_within_s <= 0:
             return
         try:
             saved = json.loads(self.warning_file.read_text(encoding="utf-8"))
-            age = self.wall() - float(saved["saved_epoch"])
             state, rate_active = str(saved["state"]), bool(saved["rate_active"])
+            same_boot = saved.get("boot_id") is not None and saved["boot_id"] == self.boot_id
+            age = self.since_boot() - float(saved["since_boot_s"]) if same_boot else None
         except (OSError, ValueError, KeyError, TypeError):
             return  # nothing saved, or nothing usable: start from Normal as always
-        if not 0 <= age <= self.config.alarm.restore_within_s:
+        if age is not None and not 0 <= age <= self.config.alarm.restore_within_s:
             return
         if (state != "normal" or rate_active) and self.engine.restore(state, rate_active):
-            log.warning("restored warning %s from %.0f s ago (restart during an alarm)",
-                        self.engine.warning_name.upper(), age)
+            when = f"{age:.0f} s ago" if age is not None else "before a reboot"
+            log.warning("restored warning %s saved %s (restart during an alarm)",
+                        self.engine.warning_name.upper(), when)
 
     def _save_warning(self) -> None:
         if self.warning_file is None:
             return
         record = {"state": self.engine.state_name, "rate_active": self.engine.rate_active,
-                  "saved_epoch": self.wall()}
+                  "boot_id": self.boot_id, "since_boot_s": self.since_boot(),
+                  "saved_epoch": self.wall()}   # for a person reading the file only
         temporary = self.warning_file.with_suffix(".tmp")
         try:
             temporary.write_text(json.dumps(record), encoding="utf-8")
@@ -171,9 +187,12 @@ class Daemon:
             self._save_warning()
         if self.outbox is not None:
             wall_now = self.wall()
+            unsynchronised = self.clock_synchronised() is False
             for event in events:
-                self.outbox.submit(EVENT, wall_now - (now - event.time),
-                                   {"kind": event.kind, **event.data})
+                body = {"kind": event.kind, **event.data}
+                if unsynchronised:
+                    body["clock_synchronised"] = False
+                self.outbox.submit(EVENT, wall_now - (now - event.time), body)
 
     def _system_fault_changes(self) -> list[Event]:
         """Faults of the agent itself (card, token) raised and cleared as events too."""
@@ -208,13 +227,19 @@ class Daemon:
 
     def reading_record(self, measurement: Measurement) -> dict:
         engine = self.engine
-        return {"level_m": None if engine.level_m is None else round(engine.level_m, 4),
-                "reading_m": None if measurement.level_m is None else round(measurement.level_m, 4),
-                "raw": measurement.raw, "raw_unit": self.sensor.unit, "ok": measurement.accepted,
-                "reason": measurement.reason, "state": engine.state_name,
-                "warning": engine.warning_name,
-                "rate_m_per_h": None if engine.rate_m_per_h is None
-                else round(engine.rate_m_per_h, 4)}
+        record = {"level_m": None if engine.level_m is None else round(engine.level_m, 4),
+                  "reading_m": None if measurement.level_m is None
+                  else round(measurement.level_m, 4),
+                  "raw": measurement.raw, "raw_unit": self.sensor.unit,
+                  "ok": measurement.accepted, "reason": measurement.reason,
+                  "state": engine.state_name, "warning": engine.warning_name,
+                  "rate_m_per_h": None if engine.rate_m_per_h is None
+                  else round(engine.rate_m_per_h, 4)}
+        if self.clock_synchronised() is False:
+            # Stamped by a clock that has not been set since boot (no RTC): upstream must not
+            # trust `time`; the order of `seq` still holds.
+            record["clock_synchronised"] = False
+        return record
 
     def false_echoes(self) -> list[dict]:
         """What the gate learned not to believe, for the technician (status) and upstream."""
@@ -242,7 +267,7 @@ class Daemon:
                 "queue_depth": stats.get("depth"), "dropped": stats.get("dropped"),
                 "dead_lettered": stats.get("dead_lettered"),
                 "disk_free_mb": _disk_free_mb(Path(self.config.storage.state_dir)),
-                "cpu_temp_c": _cpu_temperature_c(), "clock_synchronised": _clock_synchronised(),
+                "cpu_temp_c": _cpu_temperature_c(), "clock_synchronised": self.clock_synchronised(),
                 "state": self.engine.state_name, "warning": self.engine.warning_name,
                 "faults": self.all_faults(),
                 "false_echo_levels_m": [echo["level_m"] for echo in self.false_echoes()]}
@@ -279,6 +304,22 @@ class Daemon:
                 "accepted": last.accepted, "reason": last.reason},
         }
 
+    def report_released_outputs(self, states: dict[str, bool | None]) -> None:
+        """The last status a stopped daemon leaves: what each output read back as the pins
+        were released (a technician, and the systemd test, can see the siren is off)."""
+        if self.status is None:
+            return
+        record = self.status_record()
+        record["running"] = False
+        record["outputs_at_stop"] = states
+        self.status.write(record)
+        if states.get("siren"):
+            log.error("the siren pin still read ON when it was released")
+        else:
+            log.info("outputs released: %s", ", ".join(
+                f"{name} {'?' if on is None else 'on' if on else 'off'}"
+                for name, on in states.items()))
+
     def run(self, stop: threading.Event) -> None:
         self.annunciator.set_alarm(self.clock(), self.engine.warning, self.all_faults())
         self.output_thread.start()
@@ -288,6 +329,10 @@ class Daemon:
                  self.config.sensor.interval_s, self.config.sensor.alarm_interval_s)
         self.notifier.ready(f"sampling every {self.config.sensor.interval_s:g} s")
         next_sample = self.clock()
+        # systemd's watchdog wants a ping every WatchdogSec/2 whatever sensor.interval_s is:
+        # the loop wakes at least that often. It pings only while sampling keeps to its
+        # schedule, so a read that hangs (or a loop that stopped sampling) is restarted.
+        ping_every = self.notifier.watchdog_s
         try:
             while not stop.is_set():
                 now = self.clock()
@@ -297,9 +342,12 @@ class Daemon:
                     next_sample = max(next_sample + self.interval(), self.clock())
                 else:
                     self.handle(self.engine.run_until(now))
-                self.notifier.watchdog()  # the loop came round: not stuck in a read
+                if ping_every is None or self.clock() <= next_sample + ping_every:
+                    self.notifier.watchdog()
                 deadline = self.engine.next_deadline()
                 wake = next_sample if deadline is None else min(next_sample, deadline)
+                if ping_every is not None:
+                    wake = min(wake, self.clock() + ping_every)
                 stop.wait(max(0.0, wake - self.clock()))
         finally:
             self.notifier.stopping()
@@ -324,14 +372,6 @@ def _cpu_temperature_c(path: str = "/sys/class/thermal/thermal_zone0/temp") -> f
         return round(int(Path(path).read_text().strip()) / 1000.0, 1)
     except (OSError, ValueError):
         return None
-
-
-def _clock_synchronised() -> bool | None:
-    """systemd-timesyncd's flag file; None where nothing says either way."""
-    run = Path("/run/systemd/timesync")
-    if not run.is_dir():
-        return None
-    return (run / "synchronized").exists()
 
 
 def open_outbox(config: Config) -> tuple[Outbox | None, str | None]:
@@ -407,7 +447,9 @@ def run_daemon(config: Config, simulate: bool = False) -> int:
         daemon.run(stop)
     finally:
         if outputs is not None:
-            outputs.close()
+            released = outputs.close()
+            if daemon is not None:
+                daemon.report_released_outputs(released)
         if uploader is not None:
             uploader.stop()
         if outbox is not None:

@@ -15,6 +15,12 @@ class ConfigError(GaugeError):
         super().__init__("\n".join(self.problems))
 
 
+class InstallationError(GaugeError):
+    """Something the configuration needs is not installed or not reachable on this machine: a
+    sensor kind's library, the GPIO back-end. Restarting will not fix it (exit code 78, which
+    the systemd unit does not restart on)."""
+
+
 class SensorError(GaugeError):
     """A sensor driver could not produce a reading. `reason` is a short machine-readable code."""
 

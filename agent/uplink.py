@@ -49,6 +49,11 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
+# What the unit's SetCredential= hands over when /etc/gauge-agent/token does not exist (systemd
+# 252 refuses an empty value): no token, so the gauge stores its readings until one is installed.
+NO_TOKEN_PLACEHOLDER = "no-token-installed"
+
+
 class TokenSource:
     def __init__(self, token_file: str):
         self.token_file = token_file
@@ -64,10 +69,15 @@ class TokenSource:
         if path is None:
             return None
         try:
-            return path.read_text(encoding="utf-8").strip() or None
+            token = path.read_text(encoding="utf-8").strip() or None
         except OSError as error:
             log.error("cannot read the upstream token from %s: %s", path, error.strerror)
             return None
+        if token == NO_TOKEN_PLACEHOLDER:
+            log.warning("no upstream token is installed (/etc/gauge-agent/token): readings are"
+                        " kept on the card and sent once it is")
+            return None
+        return token
 
 
 @dataclass

@@ -57,6 +57,17 @@ def mock_factory():
     factory.close()
 
 
+@pytest.fixture(scope="session")
+def wheelhouse(tmp_path_factory) -> Path:
+    """gauge-agent's wheel, built from this tree exactly as `pip install .` builds it, and the
+    wheels of everything it needs (no sensor extras: the simulated sensor needs none)."""
+    directory = tmp_path_factory.mktemp("wheelhouse")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check",
+                    "--wheel-dir", str(directory), str(ROOT)], check=True, timeout=600,
+                   capture_output=True)
+    return directory
+
+
 def shared_data(name: str) -> Path:
     path = SHARED_DATA / name
     if not path.exists():
@@ -120,14 +131,14 @@ def simulated_daemon(tmp_path: Path, env: dict | None = None, stderr=subprocess.
     return running_daemon(config, "--simulate", env=env, stderr=stderr)
 
 
-def wait_for(predicate, timeout: float, what: str):
+def wait_for(predicate, timeout: float, what: str, poll_s: float = 0.05):
     """Poll `predicate` until it is true; fail naming `what` after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
-        time.sleep(0.05)
+        time.sleep(poll_s)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 

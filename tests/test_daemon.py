@@ -247,14 +247,53 @@ def test_an_old_or_unknown_saved_warning_is_not_taken_up(tmp_path):
     import json
     config = config_from({"alarm": {"restore_within_s": 600.0}})
     warning_file = tmp_path / "warning.json"
-    clock_now = 1_800_000_000.0
-    for saved in ({"state": "awas", "rate_active": False, "saved_epoch": clock_now - 3600},
-                  {"state": "bahaya", "rate_active": False, "saved_epoch": clock_now},
+    boot = "4c1e0b6c-0000-4000-8000-000000000001"
+    for saved in ({"state": "awas", "rate_active": False, "boot_id": boot, "since_boot_s": 400.0},
+                  {"state": "bahaya", "rate_active": False, "boot_id": boot,
+                   "since_boot_s": 3990.0},
                   {"state": "awas"}):
         warning_file.write_text(json.dumps(saved))
         daemon = Daemon(config, ScriptedSensor([]), lambda frame: None, clock=FakeClock(),
-                        wall=lambda: clock_now, warning_file=warning_file)
-        assert daemon.engine.state_name == "normal", saved
+                        warning_file=warning_file, boot_id=boot, since_boot=lambda: 4000.0)
+        assert daemon.engine.state_name == "normal", saved   # an hour old; unknown; damaged
     warning_file.write_text("{not json")
     assert Daemon(config, ScriptedSensor([]), lambda frame: None, clock=FakeClock(),
                   warning_file=warning_file).engine.state_name == "normal"
+
+
+@pytest.mark.parametrize("wall_step_s", [86400.0, -3600.0, 0.0])
+def test_a_saved_warning_is_aged_by_the_boot_clock_so_a_wall_clock_step_cannot_drop_it(
+        tmp_path, wall_step_s):
+    """No RTC: between a crash and the restart NTP may step the wall clock by a day, or back
+    an hour. The saved Awas is 30 s old by this boot's clock, whatever the wall clock says."""
+    import json
+    config = config_from({"alarm": {"restore_within_s": 600.0}})
+    warning_file = tmp_path / "warning.json"
+    boot = "4c1e0b6c-0000-4000-8000-000000000001"
+    wall_then = 1_800_000_000.0
+    warning_file.write_text(json.dumps({"state": "awas", "rate_active": False, "boot_id": boot,
+                                        "since_boot_s": 1000.0, "saved_epoch": wall_then}))
+    daemon = Daemon(config, ScriptedSensor([]), lambda frame: None, clock=FakeClock(),
+                    wall=lambda: wall_then + 30.0 + wall_step_s, warning_file=warning_file,
+                    boot_id=boot, since_boot=lambda: 1030.0)
+    assert daemon.engine.state_name == "awas"
+
+
+def test_a_warning_saved_in_another_boot_is_taken_up_until_fresh_readings_say_otherwise(
+        tmp_path):
+    import json
+    config = config_from({"filter": {"acquire_samples": 1, "window": 1},
+                          "alarm": {"off_delay_s": 60.0}})
+    warning_file = tmp_path / "warning.json"
+    warning_file.write_text(json.dumps({"state": "awas", "rate_active": False,
+                                        "boot_id": "an-earlier-boot", "since_boot_s": 50.0}))
+    clock = FakeClock()
+    daemon = Daemon(config, ScriptedSensor([3.40] * 60), lambda frame: None, clock=clock,
+                    warning_file=warning_file, boot_id="this-boot", since_boot=lambda: 20.0)
+    assert daemon.engine.state_name == "awas"
+    for _ in range(60):                      # the water is at 7.00 m: normal after the off-delay
+        daemon.sample_once()
+        clock.now += daemon.interval()
+    assert daemon.engine.state_name == "normal"
+
+

@@ -118,7 +118,8 @@ def test_a_reflection_after_a_silence_does_not_blind_the_daemon_to_the_flood_aft
     talker = FreeRunningSensor(pty, ranger)
     try:
         config = write_config(tmp_path, "serial-ultrasonic",
-                              f'invalid_values = [9999]\n[sensor.serial]\nport = "{pty.path}"\ntimeout_s = 0.1',
+                              'invalid_values = [9999]\n[sensor.serial]\n'
+                              f'port = "{pty.path}"\ntimeout_s = 0.1',
                               "[calibration]\nsensor_elevation_m = 10.40\n"
                               "[filter]\nmax_rate_m_per_min = 45.0\nwindow = 3\n"
                               "[alarm]\nstale_after_s = 1.0\n[alarm.rate]\nenabled = false")

@@ -127,7 +127,8 @@ def test_a_flood_after_a_reflection_across_a_silence_is_warned_on_time():
     run = replayed(record.rows)
     assert [state for _, state in run.levels()] == ["waspada", "siaga", "awas"]
     for (when, _), threshold in zip(run.levels(), THRESHOLDS):
-        crossing = next(t for t, v in record.rows if v is not None and t > rise_start and v >= threshold)
+        crossing = next(t for t, v in record.rows
+                        if v is not None and t > rise_start and v >= threshold)
         # The rolling median of 5 lags two samples behind the readings.
         assert 0 <= when - crossing <= 2 * record.every, (threshold, when, crossing)
     assert run.counts.implausible == 1 and run.counts.accepted == len(record.rows) - 30 - 1 - 2

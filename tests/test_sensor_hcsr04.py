@@ -8,7 +8,7 @@ import pytest
 
 from agent.config import TemperatureConfig
 from agent.daemon import Daemon
-from agent.errors import SensorError
+from agent.errors import InstallationError
 from agent.sensors import open_sensor
 from agent.sensors.hcsr04 import HcSr04Sensor
 from agent.sensors.temperature import TemperatureSource, compensation_factor, speed_of_sound_m_s
@@ -112,9 +112,16 @@ def test_missing_probe_falls_back_and_says_why(tmp_path):
 
 def test_off_the_pi_without_blinka_fakes_the_driver_says_what_it_needs(monkeypatch):
     monkeypatch.setitem(sys.modules, "board", None)
-    with pytest.raises(SensorError) as caught:
+    with pytest.raises(InstallationError) as caught:
         HcSr04Sensor(CONFIG, TemperatureSource(TemperatureConfig()))
-    assert caught.value.reason == "driver_unavailable" and "Raspberry Pi" in str(caught.value)
+    assert "Raspberry Pi" in str(caught.value)
+
+
+def test_without_the_hcsr04_extra_the_error_names_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "adafruit_hcsr04", None)
+    with pytest.raises(InstallationError) as caught:
+        open_sensor(CONFIG)
+    assert "pip install 'gauge-agent[hcsr04]'" in str(caught.value)
 
 
 def test_daemon_samples_the_hcsr04_kind(pins):

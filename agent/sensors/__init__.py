@@ -16,7 +16,10 @@ import time
 from typing import Callable, Protocol
 
 from agent.config import Config
-from agent.errors import ConfigError
+from agent.errors import ConfigError, InstallationError
+
+# The extra (pyproject.toml) that installs each kind's hardware library.
+EXTRAS = {"hcsr04": "hcsr04", "modbus-pressure": "modbus", "serial-ultrasonic": "serial"}
 
 RawRead = tuple["float | None", "str | None"]
 
@@ -39,6 +42,23 @@ def open_sensor(config: Config, simulate: bool = False,
 
     settings = config.sensor
     kind = "simulated" if simulate else settings.kind
+    try:
+        driver = _driver(config, kind, clock)
+    except ImportError as error:
+        raise InstallationError(
+            f"sensor.kind = {kind!r} needs {error.name or error}, which is not installed:"
+            f" pip install 'gauge-agent[{EXTRAS.get(kind, kind)}]' in the gauge's venv"
+            " (scripts/install does this for the configured kind)") from None
+    relay = None
+    if settings.power_relay_pin >= 0 and not simulate:
+        from gpiozero import OutputDevice
+        relay = OutputDevice(settings.power_relay_pin, active_high=settings.power_relay_active_high,
+                             initial_value=True, pin_factory=pin_factory)
+    return SupervisedSensor(driver, settings, power_relay=relay, clock=clock)
+
+
+def _driver(config: Config, kind: str, clock: Callable[[], float]) -> SensorDriver:
+    settings = config.sensor
     if kind == "simulated":
         from agent.sensors.simulated import SimulatedSensor
         driver: SensorDriver = SimulatedSensor(config, clock=clock)
@@ -54,9 +74,4 @@ def open_sensor(config: Config, simulate: bool = False,
         driver = ModbusPressureSensor(config)
     else:  # check-config rejects other kinds; this is a programming error
         raise ConfigError([f"sensor.kind: {kind!r} has no driver"])
-    relay = None
-    if settings.power_relay_pin >= 0 and not simulate:
-        from gpiozero import OutputDevice
-        relay = OutputDevice(settings.power_relay_pin, active_high=settings.power_relay_active_high,
-                             initial_value=True, pin_factory=pin_factory)
-    return SupervisedSensor(driver, settings, power_relay=relay, clock=clock)
+    return driver

@@ -13,7 +13,7 @@ import time
 from typing import Callable
 
 from agent.config import Config
-from agent.errors import SensorError
+from agent.errors import InstallationError
 from agent.sensors import RawRead
 from agent.sensors.temperature import TemperatureSource, compensation_factor
 
@@ -29,15 +29,21 @@ class HcSr04Sensor:
         settings = config.sensor.hcsr04
         try:
             import adafruit_hcsr04
+        except ImportError:
+            raise  # open_sensor names the extra to install
+        try:
             import board
         except (ImportError, NotImplementedError, RuntimeError) as error:
-            raise SensorError("driver_unavailable", f"the HC-SR04 needs Blinka's `board` on a"
-                              f" Raspberry Pi: {error}") from None
+            # Blinka identifies the board from /proc/cpuinfo and /proc/device-tree: not a Pi,
+            # or a sandbox that hides them. Restarting will not change that.
+            raise InstallationError(
+                f"the HC-SR04 needs Blinka's `board` on a Raspberry Pi and could not identify"
+                f" the board: {error}") from None
         try:
             trigger = getattr(board, f"D{settings.trigger_pin}")
             echo = getattr(board, f"D{settings.echo_pin}")
         except AttributeError as error:
-            raise SensorError("driver_unavailable", f"this board has no such pin: {error}") from None
+            raise InstallationError(f"this board has no such pin: {error}") from None
         self.sonar = adafruit_hcsr04.HCSR04(trigger_pin=trigger, echo_pin=echo,
                                             timeout=settings.timeout_s)
         self.read_gap_s = settings.read_gap_s
