@@ -102,9 +102,12 @@ runtime_dir = "{tmp_path / 'run'}"
         def readings_upstream() -> int:
             if not receiver_db.exists():
                 return 0
-            with sqlite3.connect(receiver_db) as db:
-                return db.execute("SELECT COUNT(*) FROM records WHERE type = 'reading'"
-                                  ).fetchone()[0]
+            try:
+                with sqlite3.connect(receiver_db) as db:
+                    return db.execute("SELECT COUNT(*) FROM records WHERE type = 'reading'"
+                                      ).fetchone()[0]
+            except sqlite3.OperationalError:     # the receiver is still making its tables
+                return 0
         wait_for(lambda: readings_upstream() >= 5, 60, "readings at the reference receiver")
         status = subprocess.run([str(bin_dir / "gauge-agent"), "status", "--json", "--config",
                                  str(config)], capture_output=True, text=True, cwd=tmp_path,
