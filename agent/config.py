@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
 import math
 import os
 import re
 import tomllib
 import typing
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -270,6 +272,10 @@ class UplinkConfig:
     batch_max: int = field(default=500, metadata=_rule(between(1, 10000)))
     connect_timeout_s: float = field(default=5.0, metadata=_rule(positive))
     read_timeout_s: float = field(default=20.0, metadata=_rule(positive))
+    # The whole request, however the server trickles: then it is cut and retried.
+    request_deadline_s: float = field(default=60.0, metadata=_rule(positive))
+    # http:// to anything but this machine sends the token in clear text: refused unless set.
+    allow_insecure_http: bool = False
     backoff_max_s: float = field(default=300.0, metadata=_rule(positive))
     retry_after_max_s: float = field(default=3600.0, metadata=_rule(positive))
     auth_pause_s: float = field(default=60.0, metadata=_rule(positive))
@@ -619,9 +625,43 @@ def _check_relations(config: Config, problems: list[str]) -> None:
             problems.append(f"{key}: {pin} is already used by {by_pin[pin]}")
         by_pin.setdefault(pin, key)
     _check_watchdog(sensor, problems)
+    _check_uplink(config.uplink, problems)
     if config.sensor.kind != "modbus-pressure" and config.calibration.sensor_elevation_m <= 0:
         problems.append(f"calibration.sensor_elevation_m: {config.calibration.sensor_elevation_m}"
                         " must be above 0 for a distance sensor (the level of the sensor face)")
+
+
+def _check_uplink(uplink: UplinkConfig, problems: list[str]) -> None:
+    if not uplink.url:
+        return
+    try:
+        parts = urllib.parse.urlsplit(uplink.url)
+        host = parts.hostname
+        parts.port   # noqa: B018 - raises on a port that is not a number
+    except ValueError as error:
+        problems.append(f"uplink.url: {uplink.url!r} is not a usable URL ({error})")
+        return
+    if not host:
+        problems.append(f"uplink.url: {uplink.url!r} has no host")
+        return
+    loopback = is_loopback_host(host)
+    if parts.scheme == "http" and not loopback and not uplink.allow_insecure_http:
+        problems.append(f"uplink.url: {uplink.url!r} would send the token and the readings"
+                        " unencrypted; use https://, or set uplink.allow_insecure_http = true"
+                        " on a network you trust")
+    if uplink.request_deadline_s < uplink.connect_timeout_s:
+        problems.append(f"uplink.request_deadline_s: {uplink.request_deadline_s} must be at"
+                        f" least uplink.connect_timeout_s ({uplink.connect_timeout_s})")
+
+
+def is_loopback_host(host: str) -> bool:
+    """This machine: nothing sent there crosses a network."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def longest_sample_s(sensor: SensorConfig) -> float:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import select
 import shutil
 import signal
 import sqlite3
@@ -29,10 +30,12 @@ from agent import clock as host_clock
 from agent.alarm import AlarmEngine, Event, format_utc
 from agent.annunciator import Annunciator
 from agent.config import Config
-from agent.outbox import EVENT, HEARTBEAT, READING, Outbox
+from agent.outbox import EVENT, HEARTBEAT, READING, SALVAGE_PREFIX, Outbox, salvage
 from agent.pipeline import Measurement, Pipeline
 from agent.sensors import RawRead, SensorDriver, open_sensor
+from agent.statelock import StateLock
 from agent.status import StatusWriter
+from agent.supervision import LoopThread, ThreadHealth
 from agent.systemd import Notifier
 from agent.uplink import Uploader
 
@@ -62,23 +65,6 @@ def describe(event: Event) -> str:
     return f"{event.kind} {data}"
 
 
-class OutputThread(threading.Thread):
-    def __init__(self, annunciator: Annunciator, apply: Callable, clock: Callable[[], float]):
-        super().__init__(name="outputs", daemon=True)
-        self.annunciator = annunciator
-        self.apply = apply
-        self.clock = clock
-        self.stopping = threading.Event()
-
-    def run(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                self.apply(self.annunciator.render(self.clock()))
-            except Exception:  # noqa: BLE001 - the siren loop must survive a bad pin write
-                log.exception("output update failed; retrying")
-            self.stopping.wait(OUTPUT_TICK_S)
-
-
 class Daemon:
     def __init__(self, config: Config, sensor: SensorDriver, apply_outputs: Callable,
                  status: StatusWriter | None = None, clock: Callable[[], float] = time.monotonic,
@@ -88,7 +74,8 @@ class Daemon:
                  warning_file: Path | None = None,
                  since_boot: Callable[[], float] = host_clock.since_boot,
                  boot_id: str | None = None,
-                 clock_synchronised: Callable[[], bool | None] | None = None):
+                 clock_synchronised: Callable[[], bool | None] | None = None,
+                 health: ThreadHealth | None = None):
         self.config = config
         self.sensor = sensor
         self.clock = clock
@@ -98,7 +85,13 @@ class Daemon:
         self.pipeline = Pipeline(config, sensor.value_kind, sensor.unit_to_m)
         self.engine = AlarmEngine(config, start)
         self.annunciator = Annunciator(config, start)
-        self.output_thread = OutputThread(self.annunciator, apply_outputs, clock)
+        self.apply_outputs = apply_outputs
+        self.health = health or ThreadHealth()
+        self.outputs_stop = threading.Event()
+        # The outputs keep their pattern even while a sensor read is slow: their own thread.
+        # A failing pin write is retried every second, never more slowly.
+        self.output_thread = LoopThread("outputs", self._output_step, self.health,
+                                        self.outputs_stop, backoff_max_s=1.0)
         self.status = status
         self.started_wall = wall()
         self.started = start
@@ -111,6 +104,7 @@ class Daemon:
         self.system_faults: set[str] = set()     # storage, auth: not about the water
         self.last_heartbeat: float | None = None
         self.warning_file = warning_file  # where the warning is kept across restarts
+        self.salvage_drains: list[tuple[Outbox, Uploader]] = []
         self.since_boot = since_boot
         self.boot_id = boot_id if boot_id is not None else host_clock.boot_id()
         self.clock_synchronised = clock_synchronised or host_clock.SyncWatch()
@@ -153,6 +147,10 @@ class Daemon:
         except OSError as error:
             log.warning("warning state not saved to %s: %s", self.warning_file, error.strerror)
 
+    def _output_step(self) -> None:
+        self.apply_outputs(self.annunciator.render(self.clock()))
+        self.outputs_stop.wait(OUTPUT_TICK_S)
+
     def _read(self) -> list[RawRead]:
         try:
             return self.sensor.read_burst(self.config.sensor.burst)
@@ -193,19 +191,30 @@ class Daemon:
                 if unsynchronised:
                     body["clock_synchronised"] = False
                 self.outbox.submit(EVENT, wall_now - (now - event.time), body)
+            if self.uploader is not None:
+                self.uploader.urgent.set()   # an alarm event cuts any back-off short
 
     def _system_fault_changes(self) -> list[Event]:
-        """Faults of the agent itself (card, token) raised and cleared as events too."""
+        """Faults of the agent itself (card, token, upstream, its own threads) raised and
+        cleared as events too."""
         active = set()
         if self.storage_problem or (self.outbox is not None and self.outbox.storage_error):
             active.add("storage")
         if self.uploader is not None and self.uploader.auth_fault:
             active.add("auth")
+        if self.uploader is not None and self.uploader.refusing:
+            active.add("upstream_refusing")
+        if self.health.failing():
+            active.add("internal")
         if active == self.system_faults:
             return []
         now = self.clock()
-        changes = [Event(now, "fault", {"fault": fault, "active": fault in active})
-                   for fault in sorted(active ^ self.system_faults)]
+        changes = []
+        for fault in sorted(active ^ self.system_faults):
+            data = {"fault": fault, "active": fault in active}
+            if fault == "internal" and fault in active:
+                data["threads"] = self.health.failing()   # which, and the error
+            changes.append(Event(now, "fault", data))
         self.system_faults = active
         return changes
 
@@ -299,10 +308,45 @@ class Daemon:
             "outbox": self.outbox.stats() if self.outbox is not None else
             {"storage_error": self.storage_problem},
             "uplink": self.uploader.stats() if self.uploader is not None else None,
+            "threads": self.health.failing(),
             "last_sample": None if last is None else {
                 "raw": last.raw, "level_m": None if last.level_m is None else round(last.level_m, 4),
                 "accepted": last.accepted, "reason": last.reason},
         }
+
+    def _supervised(self, name: str, step: Callable[[], None]) -> None:
+        """The sampling loop is the main thread: a bug in a sample must not end it. The siren
+        keeps what the engine last decided; the `internal` fault says something is wrong."""
+        try:
+            step()
+        except Exception as error:  # noqa: BLE001 - the supervisor of the main loop
+            self.health.failed(name, error)
+            try:
+                self.handle([])          # raise the `internal` fault (lamp, upstream)
+            except Exception as second:  # noqa: BLE001
+                log.error("could not report the failure: %s", second)
+        else:
+            if self.health.recovered(name):
+                self.handle([])          # clear the `internal` fault now, not a sample later
+
+    def _keep_threads_running(self) -> None:
+        """A thread that has died is a gauge that lies: start it again."""
+        self.output_thread.ensure_running()
+        if self.outbox is not None:
+            self.outbox.ensure_writer()
+        if self.uploader is not None:
+            self.uploader.ensure_running()
+        for drain in list(self.salvage_drains):
+            box, uploader = drain
+            if box.stats()["depth"] == 0:
+                uploader.stop(timeout=1.0)
+                box.close()
+                for suffix in ("", "-wal", "-shm"):
+                    Path(f"{box.path}{suffix}").unlink(missing_ok=True)
+                self.salvage_drains.remove(drain)
+                log.info("salvaged outbox %s delivered and removed", box.path.name)
+            else:
+                uploader.ensure_running()
 
     def report_released_outputs(self, states: dict[str, bool | None]) -> None:
         """The last status a stopped daemon leaves: what each output read back as the pins
@@ -320,7 +364,8 @@ class Daemon:
                 f"{name} {'?' if on is None else 'on' if on else 'off'}"
                 for name, on in states.items()))
 
-    def run(self, stop: threading.Event) -> None:
+    def run(self, stop) -> None:
+        """Sample until `stop` (a StopRequest, or a threading.Event in tests) is set."""
         self.annunciator.set_alarm(self.clock(), self.engine.warning, self.all_faults())
         self.output_thread.start()
         log.info("gauge-agent %s started: station %s, sensor %s, every %g s (%g s in alarm)",
@@ -337,11 +382,12 @@ class Daemon:
             while not stop.is_set():
                 now = self.clock()
                 if now >= next_sample:
-                    self.sample_once()
+                    self._supervised("sampling", self.sample_once)
                     # Keep the schedule, but never try to catch up a backlog of samples.
                     next_sample = max(next_sample + self.interval(), self.clock())
                 else:
-                    self.handle(self.engine.run_until(now))
+                    self._supervised("sampling", lambda: self.handle(self.engine.run_until(now)))
+                self._keep_threads_running()
                 if ping_every is None or self.clock() <= next_sample + ping_every:
                     self.notifier.watchdog()
                 deadline = self.engine.next_deadline()
@@ -351,7 +397,7 @@ class Daemon:
                 stop.wait(max(0.0, wake - self.clock()))
         finally:
             self.notifier.stopping()
-            self.output_thread.stopping.set()
+            self.outputs_stop.set()
             self.output_thread.join(timeout=2)
             if self.status is not None:
                 record = self.status_record()
@@ -374,33 +420,53 @@ def _cpu_temperature_c(path: str = "/sys/class/thermal/thermal_zone0/temp") -> f
         return None
 
 
-def open_outbox(config: Config) -> tuple[Outbox | None, str | None]:
-    """The outbox, or why there is none. A damaged database file (a failing SD card) is moved
-    aside for inspection and a new one started: a new epoch, so upstream cannot confuse the
-    two sequences."""
+def open_outbox(config: Config, health: ThreadHealth | None = None
+                ) -> tuple[Outbox | None, str | None]:
+    """The outbox, or why there is none. A full or read-only card does not stop it: it holds
+    records in memory and opens the file when it can. A damaged file (a failing SD card) is
+    moved aside for inspection, what can still be read of it is salvaged to be sent under its
+    own epoch, and a new outbox (a new epoch) is started."""
     path = Path(config.storage.state_dir) / OUTBOX_FILE_NAME
     settings = config.uplink
     try:
-        return Outbox(path, settings.max_backlog_mb, settings.dead_letter_max), None
+        return Outbox(path, settings.max_backlog_mb, settings.dead_letter_max,
+                      health=health), None
     except sqlite3.DatabaseError as error:
-        if isinstance(error, sqlite3.OperationalError):  # permissions, a full or missing disk
-            problem = f"cannot open the outbox {path}: {error}"
-        else:
-            aside = path.with_name(f"{path.name}.damaged-{int(time.time())}")
-            log.error("outbox %s is damaged (%s): moved to %s, starting a new one",
-                      path, error, aside.name)
+        aside = path.with_name(f"{path.name}.damaged-{int(time.time())}")
+        log.error("outbox %s is damaged (%s): moved to %s, starting a new one",
+                  path, error, aside.name)
+        try:
+            for suffix in ("", "-wal", "-shm"):
+                source = Path(f"{path}{suffix}")
+                if source.exists():
+                    source.rename(f"{aside}{suffix}")
             try:
-                for suffix in ("", "-wal", "-shm"):
-                    source = Path(f"{path}{suffix}")
-                    if source.exists():
-                        source.rename(f"{aside}{suffix}")
-                return Outbox(path, settings.max_backlog_mb, settings.dead_letter_max), None
-            except (OSError, sqlite3.Error) as second:
-                problem = f"cannot replace the damaged outbox {path}: {second}"
-    except OSError as error:
-        problem = f"cannot open the outbox {path}: {error}"
+                salvage(aside, path.parent)
+            except (OSError, sqlite3.Error) as failed:
+                log.error("nothing could be salvaged from %s: %s", aside.name, failed)
+            return Outbox(path, settings.max_backlog_mb, settings.dead_letter_max,
+                          health=health), None
+        except (OSError, sqlite3.Error) as second:
+            problem = f"cannot replace the damaged outbox {path}: {second}"
     log.error("%s; running without it (the siren still works)", problem)
     return None, problem
+
+
+def salvage_uploaders(config: Config, health: ThreadHealth) -> list[tuple[Outbox, Uploader]]:
+    """An uploader for each salvaged outbox with records left (sent under its own epoch)."""
+    if not config.uplink.url:
+        return []   # store only: the salvaged files stay for the technician to take
+    drains = []
+    for path in sorted(Path(config.storage.state_dir).glob(f"{SALVAGE_PREFIX}*.sqlite")):
+        try:
+            box = Outbox(path, health=health)
+        except sqlite3.Error as error:
+            log.error("salvaged outbox %s cannot be opened: %s", path.name, error)
+            continue
+        uploader = Uploader(box, config.uplink, config.station.id, health=health)
+        uploader.start()
+        drains.append((box, uploader))
+    return drains
 
 
 def _setup_logging() -> None:
@@ -411,50 +477,106 @@ def _setup_logging() -> None:
                         else "%(asctime)s %(levelname)s %(message)s")
 
 
+class StopRequest:
+    """A stop that a signal handler can request without taking a lock.
+
+    threading.Event cannot be set from a signal handler safely: Python runs the handler in the
+    main thread between bytecodes, possibly while that thread's own Event.wait() holds the
+    Condition's lock, and set() then waits for that lock for ever (seen: a SIGTERM that hung
+    the daemon, which systemd would SIGKILL with the siren relay as it was). Here the handler
+    sets a flag and writes a byte to a pipe; the wait is a select() on the pipe."""
+
+    def __init__(self) -> None:
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._read, False)
+        os.set_blocking(self._write, False)
+        self._requested = False
+
+    def set(self) -> None:
+        self._requested = True
+        try:
+            os.write(self._write, b"!")
+        except OSError:
+            pass   # the pipe is full: a byte is already waiting
+
+    def is_set(self) -> bool:
+        return self._requested
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if not self._requested:
+            try:
+                select.select([self._read], [], [], timeout)
+            except InterruptedError:
+                pass
+        return self._requested
+
+    def close(self) -> None:
+        for fd in (self._read, self._write):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
 def run_daemon(config: Config, simulate: bool = False) -> int:
-    """`gauge-agent run`: build the real parts, run until SIGTERM/SIGINT, release the pins."""
+    """`gauge-agent run`: build the real parts, run until SIGTERM/SIGINT/SIGHUP, release the
+    pins. (SIGHUP stops cleanly too: under systemd the unit starts it again with the files as
+    they are now, which is a reload.)"""
     _setup_logging()
+    lock = StateLock(Path(config.storage.state_dir)).acquire()
     pin_factory = None
     if simulate:
         from gpiozero.pins.mock import MockFactory
         pin_factory = MockFactory()
     from agent.outputs import GpioOutputs
 
-    stop = threading.Event()
-    sensor = open_sensor(config, simulate=simulate, pin_factory=pin_factory)
+    stop = StopRequest()
+    health = ThreadHealth()
+    sensor = None
     daemon: Daemon | None = None
     outputs = None
-    outbox, storage_problem = open_outbox(config)
-    uploader = None
+    outbox = uploader = None
+    drains: list[tuple[Outbox, Uploader]] = []
     try:
+        sensor = open_sensor(config, simulate=simulate, pin_factory=pin_factory)
+        outbox, storage_problem = open_outbox(config, health)
         outputs = GpioOutputs(config.outputs, pin_factory=pin_factory,
                               on_silence=lambda: _silence(daemon))
         if outbox is not None and config.uplink.url:
-            uploader = Uploader(outbox, config.uplink, config.station.id)
+            uploader = Uploader(outbox, config.uplink, config.station.id, health=health)
             uploader.start()
+            drains = salvage_uploaders(config, health)
         status = StatusWriter(Path(config.storage.runtime_dir))
         daemon = Daemon(config, sensor, outputs.apply, status=status, simulated=simulate,
                         notifier=Notifier(), outbox=outbox, uploader=uploader,
                         storage_problem=storage_problem,
-                        warning_file=Path(config.storage.runtime_dir) / WARNING_FILE_NAME)
+                        warning_file=Path(config.storage.runtime_dir) / WARNING_FILE_NAME,
+                        health=health)
+        daemon.salvage_drains = drains
 
         def request_stop(signum: int, _frame: object) -> None:
             log.info("%s received, stopping", signal.Signals(signum).name)
             stop.set()
 
-        signal.signal(signal.SIGTERM, request_stop)
-        signal.signal(signal.SIGINT, request_stop)
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, request_stop)
         daemon.run(stop)
     finally:
         if outputs is not None:
             released = outputs.close()
             if daemon is not None:
                 daemon.report_released_outputs(released)
-        if uploader is not None:
-            uploader.stop()
-        if outbox is not None:
-            outbox.close()
-        sensor.close()
+        # Never wait on the network at a stop: the uploaders cut their connections.
+        for running in [uploader] + [drain for _, drain in drains]:
+            if running is not None:
+                running.stop(timeout=1.0)
+        for box in [outbox] + [drained for drained, _ in drains]:
+            if box is not None:
+                box.close()
+        if sensor is not None:
+            sensor.close()
+        lock.release()
+        stop.close()
     return 0
 
 

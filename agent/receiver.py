@@ -198,8 +198,9 @@ class ReferenceReceiver:
                 handler.connection.close()
                 return
             elif action[0] == "status":
-                handler._answer(action[1], {"error": "scripted"}, action[2] if len(action) > 2
-                                else None)
+                headers = action[2] if len(action) > 2 else None
+                body = action[3] if len(action) > 3 else {"error": "scripted"}
+                handler._answer(action[1], body, headers)
                 return
         given = handler.headers.get("Authorization", "")
         if not given.startswith("Bearer "):

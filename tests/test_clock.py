@@ -27,7 +27,7 @@ def daemon_under_faketime(tmp_path: Path, offset_file: Path) -> subprocess.Popen
     config.write_text(fast_config_text(tmp_path), encoding="utf-8")
     env = {**os.environ, "GPIOZERO_PIN_FACTORY": "mock", "LD_PRELOAD": LIBFAKETIME,
            "FAKETIME_TIMESTAMP_FILE": str(offset_file), "FAKETIME_NO_CACHE": "1",
-           "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+           "FAKETIME_DONT_FAKE_MONOTONIC": "1", "PYTHONFAULTHANDLER": "1"}
     return subprocess.Popen([sys.executable, "-m", "agent", "run", "--simulate", "--config",
                              str(config)], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
 
@@ -35,7 +35,12 @@ def daemon_under_faketime(tmp_path: Path, offset_file: Path) -> subprocess.Popen
 def stop(process: subprocess.Popen, sig=signal.SIGTERM) -> str:
     if process.poll() is None:
         process.send_signal(sig)
-    _, stderr = process.communicate(timeout=20)
+    try:
+        _, stderr = process.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGABRT)   # PYTHONFAULTHANDLER: every thread's stack
+        _, stderr = process.communicate(timeout=20)
+        raise AssertionError(f"the daemon did not stop within 20 s:\n{stderr[-6000:]}")
     return stderr
 
 

@@ -180,3 +180,25 @@ def test_printed_effective_configuration_loads_back_identically(tmp_path):
     original = load_config(ROOT / "config.toml")
     printed = write(tmp_path, to_toml(original), "printed.toml")
     assert load_config(printed) == original
+
+
+@pytest.mark.parametrize("url, allowed", [
+    ("https://data.samarindakota.go.id/gauge", True),
+    ("http://127.0.0.1:8080/ingest", True),
+    ("http://localhost/ingest", True),
+    ("http://[::1]:8080/ingest", True),
+    ("http://10.1.2.3/ingest", False),
+    ("http://data.samarindakota.go.id/gauge", False),
+])
+def test_plain_http_to_another_machine_is_refused_unless_allowed(url, allowed):
+    """The token would cross the network in clear text."""
+    if allowed:
+        config_from({"uplink": {"url": url}})
+        return
+    assert problems_of({"uplink": {"url": url}})[0].startswith(f"uplink.url: {url!r} would send")
+    config_from({"uplink": {"url": url, "allow_insecure_http": True}})
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "https://host:port/x", "https:///path"])
+def test_an_uplink_url_run_could_not_use_is_a_problem_not_a_crash_at_start(url):
+    assert problems_of({"uplink": {"url": url}})[0].startswith("uplink.url:")

@@ -12,7 +12,7 @@ import pytest
 from agent.daemon import Daemon
 from agent.outputs import GpioOutputs
 from agent.status import StatusWriter
-from tests.conftest import (config_from, daemon_status, run_cli, simulated_daemon,
+from tests.conftest import (ROOT, config_from, daemon_status, run_cli, simulated_daemon,
                             wait_for)
 
 def test_simulated_flood_runs_through_every_level_and_stops_cleanly_on_sigterm(tmp_path):
@@ -297,3 +297,55 @@ def test_a_warning_saved_in_another_boot_is_taken_up_until_fresh_readings_say_ot
     assert daemon.engine.state_name == "normal"
 
 
+
+
+STOP_STRESS = """
+import signal, sys
+from agent.daemon import StopRequest
+for round in range(3000):
+    stop = StopRequest()
+    signal.signal(signal.SIGALRM, lambda *_: stop.set())
+    signal.setitimer(signal.ITIMER_REAL, 0.0002)
+    while not stop.wait(0.0001):
+        pass
+    stop.close()
+print("done")
+"""
+
+
+def test_a_stop_requested_by_a_signal_handler_can_never_deadlock_the_main_loop():
+    """With threading.Event, a SIGTERM that arrived while the main loop's own Event.wait() held
+    its lock hung the daemon for ever (systemd would then SIGKILL it, the siren relay left as
+    it was). 3,000 signals at random points of the wait, in a child so a hang cannot hang CI."""
+    import subprocess
+    import sys
+    result = subprocess.run([sys.executable, "-c", STOP_STRESS], capture_output=True, text=True,
+                            timeout=120, cwd=ROOT)
+    assert result.stdout.strip() == "done", result.stderr
+
+
+class BrokenSensor(ScriptedSensor):
+    """Answers a type the pipeline cannot take: a bug somewhere on the sampling path."""
+
+    def read_burst(self, count):
+        item = self.script.pop(0) if self.script else None
+        if item == "bug":
+            return [("3.40", None)]        # a string where a number belongs
+        return [(item, None)]
+
+
+def test_a_bug_on_the_sampling_path_is_the_internal_fault_and_sampling_goes_on(caplog):
+    config = config_from({"filter": {"acquire_samples": 1, "window": 1}})
+    clock = FakeClock()
+    sensor = BrokenSensor([1.50, "bug", "bug", 1.50, 1.50])     # awas, then the bug, twice
+    daemon = Daemon(config, sensor, lambda frame: None, clock=clock)
+    faults, warnings_seen = [], []
+    for _ in range(5):
+        daemon._supervised("sampling", daemon.sample_once)
+        faults.append("internal" in daemon.all_faults())
+        warnings_seen.append(daemon.engine.warning_name)
+        clock.now += 2.0
+    assert faults == [False, True, True, False, False]
+    assert warnings_seen == ["awas"] * 5             # the siren kept what it had decided
+    assert caplog.text.count("sampling: unexpected TypeError") == 1   # logged once
+    assert daemon.status_record()["threads"] == {}

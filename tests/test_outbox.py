@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 
 import pytest
 
@@ -160,10 +161,84 @@ def test_a_damaged_outbox_is_moved_aside_and_a_new_epoch_begins(tmp_path, caplog
     assert len(aside) == 1 and "is damaged" in caplog.text
 
 
-def test_an_unwritable_state_directory_means_no_outbox_and_a_reason(tmp_path):
+def test_an_unwritable_state_directory_holds_records_until_the_outbox_can_be_opened(
+        tmp_path, monkeypatch):
+    """The old daemon ran without an outbox for its whole run when the card was full or
+    read-only at start: zero records upstream even after space returned."""
+    import agent.outbox
     from agent.daemon import open_outbox
     from tests.conftest import config_from
+    monkeypatch.setattr(agent.outbox, "RETRY_WRITE_S", 0.2)
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     box, problem = open_outbox(config_from({"storage": {"state_dir": str(blocker / "state")}}))
-    assert box is None and problem.startswith(f"cannot open the outbox {blocker}/state/")
+    try:
+        assert problem is None and box.storage_error.startswith("cannot open:")
+        fill(box, 3)
+        assert box.flush(timeout=5) and box.stats()["held_in_memory"] == 3
+        assert box.next_batch(10) == []            # nothing to send before it is open
+        blocker.unlink()                            # the technician frees the card
+        (blocker / "state").mkdir(parents=True)
+        deadline = time.monotonic() + 10
+        while box.stats()["held_in_memory"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert box.storage_error is None and box.stats()["depth"] == 3
+        assert [record.seq for record in box.next_batch(10)] == [1, 2, 3]
+    finally:
+        box.close()
+
+
+def test_a_damaged_meta_value_moves_the_file_aside_and_its_records_are_sent_under_their_epoch(
+        tmp_path, caplog):
+    """A damaged value in meta crashed the old daemon at every start (a restart loop, no
+    siren), and the readable records of a file moved aside were never sent."""
+    from agent.daemon import open_outbox, salvage_uploaders
+    from agent.receiver import ReferenceReceiver
+    from agent.supervision import ThreadHealth
+    from tests.conftest import config_from
+    state = tmp_path / "state"
+    old = Outbox(state / "outbox.sqlite")
+    fill(old, 6)
+    old_epoch = old.epoch
+    old.close()
+    connection = sqlite3.connect(state / "outbox.sqlite")
+    connection.execute("UPDATE meta SET value = 'x9' WHERE key = 'high_water'")
+    connection.commit()
+    connection.close()
+    token = tmp_path / "token"
+    token.write_text("salvage-token")
+    receiver = ReferenceReceiver(tmp_path / "receiver.sqlite", "salvage-token").start()
+    config = config_from({"storage": {"state_dir": str(state)},
+                          "uplink": {"url": receiver.url, "token_file": str(token)}})
+    health = ThreadHealth()
+    box, problem = open_outbox(config, health)
+    drains = salvage_uploaders(config, health)
+    try:
+        assert problem is None and box.epoch != old_epoch
+        assert len(drains) == 1 and drains[0][0].epoch == old_epoch
+        deadline = time.monotonic() + 15
+        while drains[0][0].stats()["depth"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stored = [(epoch, seq) for _, epoch, seq, _, _ in receiver.stored()]
+    finally:
+        for salvaged, uploader in drains:
+            uploader.stop()
+            salvaged.close()
+        box.close()
+        receiver.close()
+    assert stored == [(old_epoch, seq) for seq in range(1, 7)]
+    assert "is damaged (meta high_water 'x9' is not a count)" in caplog.text
+
+
+def test_a_second_daemon_on_the_same_state_directory_is_refused_with_the_holders_pid(tmp_path):
+    import os
+    from agent.statelock import StateDirectoryBusy, StateLock
+    first = StateLock(tmp_path).acquire()
+    try:
+        with pytest.raises(StateDirectoryBusy) as refused:
+            StateLock(tmp_path).acquire()
+        assert f"another gauge-agent (pid {os.getpid()}) is running on {tmp_path}" in \
+            str(refused.value)
+    finally:
+        first.release()
+    StateLock(tmp_path).acquire().release()     # free again once the first has gone
