@@ -666,12 +666,11 @@ def is_loopback_host(host: str) -> bool:
 
 def longest_sample_s(sensor: SensorConfig) -> float:
     """The longest one sample can keep the sampling loop in the driver: every read of the
-    burst timing out, plus a power cycle of the sensor."""
+    burst timing out (a power cycle runs on a thread of its own)."""
     per_read = {"hcsr04": sensor.hcsr04.timeout_s + sensor.hcsr04.read_gap_s,
                 "serial-ultrasonic": sensor.serial.timeout_s,
                 "modbus-pressure": sensor.modbus.timeout_s}.get(sensor.kind, 0.0)
-    cycle = sensor.power_off_s + sensor.power_settle_s if sensor.power_relay_pin >= 0 else 0.0
-    return sensor.burst * per_read + cycle
+    return sensor.burst * per_read
 
 
 def watchdog_s() -> float:
@@ -685,8 +684,8 @@ def _check_watchdog(sensor: SensorConfig, problems: list[str]) -> None:
     longest, limit = longest_sample_s(sensor), watchdog_s() / 2
     if longest >= limit:
         problems.append(
-            f"sensor.burst: {sensor.burst} reads that all time out, plus any power cycle, keep"
-            f" one sample {longest:g} s in the driver; it must stay under {limit:g} s (half the"
+            f"sensor.burst: {sensor.burst} reads that all time out keep one sample"
+            f" {longest:g} s in the driver; it must stay under {limit:g} s (half the"
             f" unit's WatchdogSec={watchdog_s():g}): lower sensor.burst or the sensor's"
             " timeout_s")
 

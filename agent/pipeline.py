@@ -62,7 +62,7 @@ class Validity:
         if value_kind not in VALUE_KINDS:
             raise ValueError(f"value kind must be one of {VALUE_KINDS}, not {value_kind!r}")
         self.unit_to_m = unit_to_m
-        self.invalid_values = frozenset(config.sensor.invalid_values)
+        self.invalid_values = tuple(config.sensor.invalid_values)
         self.is_distance = value_kind == "distance"
         self.min_m = config.sensor.min_range_m
         self.max_m = config.sensor.max_range_m
@@ -74,12 +74,20 @@ class Validity:
     def to_level(self, raw: float) -> tuple[float | None, str | None]:
         if raw != raw or raw in (math.inf, -math.inf):  # NaN or infinite
             return None, NOT_A_NUMBER
-        if raw in self.invalid_values:
+        if self.invalid_values and self._is_code(raw):
             return None, INVALID_VALUE
         metres = raw * self.unit_to_m
         if self.is_distance and (metres < self.min_m or metres > self.max_m):
             return None, OUT_OF_RANGE
         return self.convert(raw), None
+
+    def _is_code(self, raw: float) -> bool:
+        """A sensor code, matched to nine significant digits: a Modbus register times its
+        scale is not exact (9999 x 0.1 = 999.9000000000001, never == 999.9)."""
+        for code in self.invalid_values:
+            if math.isclose(raw, code, rel_tol=1e-9, abs_tol=1e-9):
+                return True
+        return False
 
     def convert(self, raw: float) -> float:
         """The level for a raw value already known to be valid (calibration only)."""

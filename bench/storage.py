@@ -113,12 +113,14 @@ def bench_drain(count: int) -> dict:
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as directory:
         directory = Path(directory)
         (directory / "token").write_text("bench-token")
+        (directory / "receiver-tokens").write_text("benanga-01 bench-token\n")
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
         receiver = subprocess.Popen(
             [sys.executable, "-m", "agent.receiver", "--port", str(port), "--db",
-             str(directory / "receiver.sqlite"), "--token-file", str(directory / "token")],
+             str(directory / "receiver.sqlite"), "--token-file",
+             str(directory / "receiver-tokens")],
             stderr=subprocess.DEVNULL)
         try:
             time.sleep(1.0)

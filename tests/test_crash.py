@@ -55,7 +55,7 @@ runtime_dir = "{tmp_path / 'run'}"
 
 
 def test_kill_9_at_random_moments_loses_nothing_and_stores_nothing_twice(tmp_path):
-    receiver = ReferenceReceiver(tmp_path / "receiver.sqlite", TOKEN).start()
+    receiver = ReferenceReceiver(tmp_path / "receiver.sqlite", {"benanga-01": TOKEN}).start()
     config = crash_config(tmp_path, receiver.url)
     rng = random.Random(20261127)
     try:
@@ -117,7 +117,7 @@ class LiveSensor:
 
 def test_the_siren_follows_the_alarm_within_one_sample_while_upstream_hangs(tmp_path,
                                                                            mock_factory):
-    receiver = ReferenceReceiver(tmp_path / "receiver.sqlite", TOKEN).start()
+    receiver = ReferenceReceiver(tmp_path / "receiver.sqlite", {"benanga-01": TOKEN}).start()
     receiver.script.extend([("hang", 30.0)] * 5)        # every upload hangs for 30 s
     (tmp_path / "token").write_text(TOKEN)
     config = config_from({"sensor": {"interval_s": 0.2, "alarm_interval_s": 0.2},

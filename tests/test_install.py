@@ -73,6 +73,8 @@ def test_every_command_runs_from_the_installed_package(installed, tmp_path):
 
     token = tmp_path / "token"
     token.write_text("installed-test-token\n")
+    receiver_tokens = tmp_path / "receiver-tokens"
+    receiver_tokens.write_text("benanga-01 installed-test-token\n")
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -93,7 +95,8 @@ state_dir = "{tmp_path / 'state'}"
 runtime_dir = "{tmp_path / 'run'}"
 """)
     receiver = subprocess.Popen([str(bin_dir / "python"), "-m", "agent.receiver", "--port",
-                                 str(port), "--db", str(receiver_db), "--token-file", str(token)],
+                                 str(port), "--db", str(receiver_db), "--token-file",
+                                 str(receiver_tokens)],
                                 cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
     daemon = subprocess.Popen([str(bin_dir / "gauge-agent"), "run", "--simulate", "--config",
                                str(config)], cwd=tmp_path, env=env, stderr=subprocess.PIPE,

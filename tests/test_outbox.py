@@ -207,7 +207,7 @@ def test_a_damaged_meta_value_moves_the_file_aside_and_its_records_are_sent_unde
     connection.close()
     token = tmp_path / "token"
     token.write_text("salvage-token")
-    receiver = ReferenceReceiver(tmp_path / "receiver.sqlite", "salvage-token").start()
+    receiver = ReferenceReceiver(tmp_path / "receiver.sqlite", {"benanga-01": "salvage-token"}).start()
     config = config_from({"storage": {"state_dir": str(state)},
                           "uplink": {"url": receiver.url, "token_file": str(token)}})
     health = ThreadHealth()

@@ -144,3 +144,13 @@ def test_rate_keeps_its_precision_over_a_year_of_epoch_seconds():
              / sum((x - mean_x) ** 2 for x in xs))
     assert n == 4
     assert result == pytest.approx(slope * 3600.0, abs=1e-9)
+
+
+def test_a_sensor_code_after_scaling_is_still_the_code():
+    """A Modbus register of 9999 times a scale of 0.1 is 999.9000000000001, which never
+    equalled the configured 999.9: the code was taken for a level."""
+    config = config_from({"sensor": {"invalid_values": [999.9]},
+                          "filter": {"acquire_samples": 1}})
+    pipeline = Pipeline(config, "level", 1.0)
+    assert pipeline.process(0.0, 9999 * 0.1).reason == INVALID_VALUE
+    assert pipeline.process(10.0, 999.8).reason != INVALID_VALUE

@@ -107,7 +107,7 @@ def test_an_unplugged_adapter_is_port_error_and_is_reopened_when_it_returns(tmp_
     link = tmp_path / "ttyGAUGE"            # like a udev symlink /dev/serial/by-id/...
     config = config_for(str(link))
     driver = SerialUltrasonicSensor(config)
-    assert driver.read_burst(2) == [(None, "port_error")] * 2
+    assert driver.read_burst(2) == [(None, "port_error")]     # one says it all
     first = Pty()
     os.symlink(first.path, link)
     talker = FreeRunningSensor(first, lambda: b"R3000\r")
@@ -163,3 +163,18 @@ def test_random_bytes_on_the_wire_never_crash_the_driver_or_become_a_level(pty, 
     framed = {float(value) for value in FRAME.findall(noise * 3)}
     for value, reason in reads:
         assert (value is None and reason in ("timeout", "garbage")) or value in framed
+
+
+def test_the_port_is_opened_exclusively_so_a_second_reader_cannot_steal_bytes(pty):
+    """A technician's second program on the same port took bytes out of the daemon's frames."""
+    talker = FreeRunningSensor(pty, lambda: b"R3000\r")
+    first = SerialUltrasonicSensor(config_for(pty.path))
+    second = SerialUltrasonicSensor(config_for(pty.path))
+    try:
+        assert first.read_burst(1) == [(3000.0, None)]
+        assert second.read_burst(1) == [(None, "port_error")]
+        assert "Could not exclusively lock port" in second.health()["port_error"]
+    finally:
+        talker.stop()
+        first.close()
+        second.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from agent.config import SensorConfig
 from agent.sensors.supervisor import SupervisedSensor
 
@@ -98,6 +100,8 @@ def test_power_relay_cycles_the_sensor_after_n_failed_samples(mock_factory):
         for second in range(10):
             clock.now = float(second)
             sensor.read_burst(5)
+            if sensor.cycle_thread is not None:
+                sensor.cycle_thread.join()      # virtual time: the cycle is instant
         assert [bool(s.state) for s in mock_factory.pin(16).states] == [
             False, True, False, True, False, True]     # on at start; cycled after 4 and 8
         assert clock.slept == [2.0, 1.5, 2.0, 1.5]
@@ -130,3 +134,22 @@ def test_hardware_libraries_are_imported_only_for_the_configured_kind():
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                             timeout=60)
     assert (result.returncode, result.stdout.strip()) == (0, "[]"), result.stderr
+
+
+def test_a_power_cycle_never_holds_up_the_sampling_loop(mock_factory):
+    """The cycle slept 4 s on the sampling thread, delaying every fault deadline with it."""
+    from gpiozero import OutputDevice
+    relay = OutputDevice(16, initial_value=True, pin_factory=mock_factory)
+    config = SensorConfig(burst=5, fail_to_fault=1, backoff_max_s=0.0, power_relay_pin=16,
+                          power_cycle_after=1, power_off_s=1.0, power_settle_s=0.5)
+    sensor = SupervisedSensor(FailingDriver(), config, power_relay=relay)
+    try:
+        started = time.monotonic()
+        sensor.read_burst(5)                              # fails: the cycle starts
+        during = sensor.read_burst(5)
+        assert time.monotonic() - started < 0.5
+        assert during == [(None, "power_cycle")] and sensor.power_cycling
+        sensor.cycle_thread.join(timeout=5)
+        assert sensor.health()["power_cycles"] == 1 and bool(relay.value)
+    finally:
+        sensor.close()

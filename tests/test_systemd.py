@@ -86,7 +86,7 @@ def test_check_config_keeps_the_longest_sample_under_half_the_units_watchdog(mon
     build_config({"sensor": {**serial, "burst": 29}})             # 29 s < 30 s
     with pytest.raises(ConfigError) as caught:
         build_config({"sensor": {**serial, "burst": 30}})
-    assert caught.value.problems[0].startswith("sensor.burst: 30 reads that all time out")
+    assert caught.value.problems[0].startswith("sensor.burst: 30 reads that all time out keep one sample 30 s")
     monkeypatch.setenv("WATCHDOG_USEC", "120000000")              # what systemd says wins
     build_config({"sensor": {**serial, "burst": 30}})
 

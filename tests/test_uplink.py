@@ -19,11 +19,12 @@ from agent.uplink import Uploader, parse_retry_after, redact_url
 from tests.hostile_upstream import HostileUpstream, answer, garbage, huge_body, trickle
 
 TOKEN = "tok-3f9a7c1e-never-in-logs"
+TOKENS = {"benanga-01": TOKEN}
 
 
 @pytest.fixture
 def receiver(tmp_path):
-    server = ReferenceReceiver(tmp_path / "receiver.sqlite", TOKEN).start()
+    server = ReferenceReceiver(tmp_path / "receiver.sqlite", TOKENS).start()
     yield server
     server.close()
 
@@ -97,7 +98,7 @@ def test_everything_arrives_once_in_batches_with_idempotency_keys(receiver, outb
 
 
 def test_a_receiver_that_is_down_then_back_gets_everything(tmp_path, outbox, token_file):
-    first = ReferenceReceiver(tmp_path / "r.sqlite", TOKEN).start()
+    first = ReferenceReceiver(tmp_path / "r.sqlite", TOKENS).start()
     port = first.port
     first.close()                                       # down: connection refused
     readings(outbox, 10)
@@ -105,7 +106,7 @@ def test_a_receiver_that_is_down_then_back_gets_everything(tmp_path, outbox, tok
     try:
         wait_until(lambda: uploader.last_error is not None)
         assert outbox.stats()["depth"] == 10            # kept while the server is down
-        back = ReferenceReceiver(tmp_path / "r.sqlite", TOKEN, port=port).start()
+        back = ReferenceReceiver(tmp_path / "r.sqlite", TOKENS, port=port).start()
         try:
             wait_until(lambda: outbox.stats()["depth"] == 0)
             assert stored_seqs(back) == list(range(1, 11))
@@ -224,7 +225,7 @@ def certificate(tmp_path):
 def test_tls_certificates_are_verified_by_default_and_a_private_ca_can_be_trusted(
         tmp_path, outbox, token_file, certificate):
     cert, key = certificate
-    server = ReferenceReceiver(tmp_path / "tls.sqlite", TOKEN, tls_cert=cert,
+    server = ReferenceReceiver(tmp_path / "tls.sqlite", TOKENS, tls_cert=cert,
                                tls_key=key).start()
     try:
         assert server.url.startswith("https://")
@@ -353,7 +354,7 @@ def test_a_new_alarm_event_cuts_the_backoff_short_and_goes_first(tmp_path, outbo
     try:
         wait_until(lambda: uploader.last_error is not None)   # down: backing off (up to 120 s)
         time.sleep(1.5)
-        receiver = ReferenceReceiver(tmp_path / "late.sqlite", TOKEN, port=port).start()
+        receiver = ReferenceReceiver(tmp_path / "late.sqlite", TOKENS, port=port).start()
         outbox.submit(EVENT, 1.795e9 + 99, {"kind": "level", "state": "awas",
                                             "previous": "siaga", "level_m": 8.6})
         assert outbox.flush()
@@ -368,7 +369,7 @@ def test_a_new_alarm_event_cuts_the_backoff_short_and_goes_first(tmp_path, outbo
             receiver.close()
     assert sorted(seq for _, _, seq, _, _ in first) == [1, 2, 3, 4, 5, 6]
     # One request: the event first (seq 6), then the readings that waited (key first-last:n).
-    assert receiver.idempotency_keys == [f"benanga-01:{outbox.epoch}:6-5:6"]
+    assert list(receiver.idempotency_keys) == [f"benanga-01:{outbox.epoch}:6-5:6"]
 
 
 def test_not_a_number_never_reaches_upstream_as_a_number_and_a_damaged_row_is_set_aside(
@@ -487,7 +488,7 @@ def test_verify_tls_off_is_warned_once_at_start_and_shown_not_warned_per_request
     """urllib3 warned on every request (and this suite turns warnings into errors): now one
     line at start, and the status says it."""
     cert, key = certificate
-    server = ReferenceReceiver(tmp_path / "tls.sqlite", TOKEN, tls_cert=cert, tls_key=key).start()
+    server = ReferenceReceiver(tmp_path / "tls.sqlite", TOKENS, tls_cert=cert, tls_key=key).start()
     readings(outbox, 3)
     uploader = run_uploader(outbox, uplink_config(server.url, token_file, verify_tls=False,
                                                   batch_max=1))

@@ -13,6 +13,8 @@ the port gone -> port_error (reopened next sample).
 
 from __future__ import annotations
 
+import fcntl
+
 from agent.config import Config
 from agent.sensors import RawRead
 from agent.sensors.serial_ultrasonic import PORT_ERRORS
@@ -58,6 +60,14 @@ class ModbusPressureSensor:
             instrument.serial.bytesize = 8
             instrument.serial.timeout = settings.timeout_s
             instrument.clear_buffers_before_each_transaction = True
+            try:
+                # Exclusive, as the serial ranger's port: two programs on one RS-485 adapter
+                # would each read half of the other's answers.
+                fcntl.flock(instrument.serial.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                instrument.serial.close()
+                raise self.serial_module.SerialException(
+                    f"{settings.port} is in use by another program") from None
             self.instrument = instrument
         return self.instrument
 
@@ -90,6 +100,10 @@ class ModbusPressureSensor:
             return self._failed(reason, error)
         except mm.SlaveReportedException as error:
             return self._failed("exception_response", error)
+        except mm.ModbusException as error:
+            # Every minimalmodbus error is an OSError too: without this line a local echo or
+            # any other protocol error was taken for a broken port, and the port dropped.
+            return self._failed("invalid_response", error)
         except (*PORT_ERRORS, self.serial_module.SerialException) as error:
             self._drop_port()
             return self._failed("port_error", error)
@@ -101,7 +115,14 @@ class ModbusPressureSensor:
         return None, reason
 
     def read_burst(self, count: int) -> list[RawRead]:
-        return [self.read_once() for _ in range(count)]
+        """Up to `count` reads; stops at the first timeout or port error: a transmitter that is
+        not answering cost a whole burst of timeouts per sample (2.5 s with the defaults)."""
+        reads = []
+        for _ in range(count):
+            reads.append(self.read_once())
+            if reads[-1][1] in ("timeout", "port_error"):
+                break
+        return reads
 
     def health(self) -> dict:
         return {"port": self.settings.port, "slave_id": self.settings.slave_id,

@@ -76,8 +76,9 @@ class SerialUltrasonicSensor:
 
     def _open(self):
         if self.port is None:
+            # Exclusive: a second reader on the same port would steal bytes out of frames.
             self.port = self.serial_module.Serial(self.settings.port, self.settings.baudrate,
-                                                  timeout=0.05)
+                                                  timeout=0.05, exclusive=True)
         return self.port
 
     def _drop_port(self, error: Exception) -> None:
@@ -98,7 +99,7 @@ class SerialUltrasonicSensor:
             values = self._collect(port, count)
         except (*PORT_ERRORS, self.serial_module.SerialException) as error:
             self._drop_port(error)
-            return [(None, "port_error")] * count
+            return [(None, "port_error")]      # one is enough: the rest would fail the same
         self.last_error = None
         reads: list[RawRead] = [(float(value), None) for value in values]
         if len(reads) < count:

@@ -6,7 +6,9 @@
   time up to `sensor.backoff_max_s`. A dead RS-485 bus then costs one timeout a minute instead
   of five every two seconds; a skipped sample reports the last reason, so the fault stays up.
 - With `sensor.power_relay_pin`, every `power_cycle_after` failed samples it switches the
-  sensor's supply off and on again (what commercial loggers do for a hung transmitter).
+  sensor's supply off and on again (what commercial loggers do for a hung transmitter), on a
+  thread of its own: the seconds off and settling never hold up the sampling loop, whose
+  fault deadlines and siren decisions go on; samples meanwhile are "power_cycle".
 - A driver that raises is treated as "no reading, driver_error": a driver bug never stops the
   gauge.
 """
@@ -14,6 +16,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import Counter
 from typing import Callable
@@ -46,8 +49,16 @@ class SupervisedSensor:
         self.power_cycles = 0
         self.backoff_until: float | None = None
         self.last_reason: str | None = None
+        self.cycle_thread: threading.Thread | None = None
+
+    @property
+    def power_cycling(self) -> bool:
+        return self.cycle_thread is not None and self.cycle_thread.is_alive()
 
     def read_burst(self, count: int | None = None) -> list[RawRead]:
+        if self.power_cycling:
+            self.skipped_samples += 1
+            return [(None, "power_cycle")]
         now = self.clock()
         if self.backoff_until is not None and now < self.backoff_until:
             self.skipped_samples += 1
@@ -90,10 +101,18 @@ class SupervisedSensor:
     def _power_cycle(self) -> None:
         log.warning("sensor power cycled after %d failed samples (last: %s)",
                     self.failed_samples, self.last_reason)
-        self.power_relay.off()
-        self.sleep(self.settings.power_off_s)
-        self.power_relay.on()
-        self.sleep(self.settings.power_settle_s)
+        self.cycle_thread = threading.Thread(target=self._cycle, name="sensor-power",
+                                             daemon=True)
+        self.cycle_thread.start()
+
+    def _cycle(self) -> None:
+        try:
+            self.power_relay.off()
+            self.sleep(self.settings.power_off_s)
+            self.power_relay.on()
+            self.sleep(self.settings.power_settle_s)
+        except Exception as error:  # noqa: BLE001 - a relay that fails must not end anything
+            log.error("sensor power cycle failed: %s", error)
         self.power_cycles += 1
         self.backoff_until = None  # try the freshly powered sensor at the next sample
 
@@ -109,6 +128,8 @@ class SupervisedSensor:
         return record
 
     def close(self) -> None:
+        if self.cycle_thread is not None:
+            self.cycle_thread.join(self.settings.power_off_s + self.settings.power_settle_s + 1)
         try:
             self.driver.close()
         finally:
