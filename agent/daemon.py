@@ -12,6 +12,7 @@ the monotonic clock, and a status file that cannot be written is logged, not fat
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import logging
 import os
@@ -30,7 +31,7 @@ from agent import clock as host_clock
 from agent.alarm import AlarmEngine, Event, format_utc
 from agent.annunciator import Annunciator
 from agent.config import Config
-from agent.outbox import EVENT, HEARTBEAT, READING, SALVAGE_PREFIX, Outbox, salvage
+from agent.outbox import EVENT, HEARTBEAT, READING, SALVAGE_PREFIX, Outbox
 from agent.pipeline import Measurement, Pipeline
 from agent.sensors import RawRead, SensorDriver, open_sensor
 from agent.statelock import StateLock
@@ -347,6 +348,11 @@ class Daemon:
                 log.info("salvaged outbox %s delivered and removed", box.path.name)
             else:
                 uploader.ensure_running()
+        if self.outbox is not None and self.outbox.salvaged:
+            # The outbox replaced a damaged file while running: send what it salvaged.
+            draining = {box.path for box, _ in self.salvage_drains}
+            fresh = [path for path in self.outbox.take_salvaged() if path not in draining]
+            self.salvage_drains += salvage_uploaders(self.config, self.health, fresh)
 
     def report_released_outputs(self, states: dict[str, bool | None]) -> None:
         """The last status a stopped daemon leaves: what each output read back as the pins
@@ -424,40 +430,28 @@ def open_outbox(config: Config, health: ThreadHealth | None = None
                 ) -> tuple[Outbox | None, str | None]:
     """The outbox, or why there is none. A full or read-only card does not stop it: it holds
     records in memory and opens the file when it can. A damaged file (a failing SD card) is
-    moved aside for inspection, what can still be read of it is salvaged to be sent under its
-    own epoch, and a new outbox (a new epoch) is started."""
+    replaced by the outbox itself (see agent.outbox), at start as while running."""
     path = Path(config.storage.state_dir) / OUTBOX_FILE_NAME
     settings = config.uplink
     try:
         return Outbox(path, settings.max_backlog_mb, settings.dead_letter_max,
                       health=health), None
-    except sqlite3.DatabaseError as error:
-        aside = path.with_name(f"{path.name}.damaged-{int(time.time())}")
-        log.error("outbox %s is damaged (%s): moved to %s, starting a new one",
-                  path, error, aside.name)
-        try:
-            for suffix in ("", "-wal", "-shm"):
-                source = Path(f"{path}{suffix}")
-                if source.exists():
-                    source.rename(f"{aside}{suffix}")
-            try:
-                salvage(aside, path.parent)
-            except (OSError, sqlite3.Error) as failed:
-                log.error("nothing could be salvaged from %s: %s", aside.name, failed)
-            return Outbox(path, settings.max_backlog_mb, settings.dead_letter_max,
-                          health=health), None
-        except (OSError, sqlite3.Error) as second:
-            problem = f"cannot replace the damaged outbox {path}: {second}"
+    except (sqlite3.Error, OSError) as error:   # not expected: the outbox holds and retries
+        problem = f"cannot use the outbox {path}: {error}"
     log.error("%s; running without it (the siren still works)", problem)
     return None, problem
 
 
-def salvage_uploaders(config: Config, health: ThreadHealth) -> list[tuple[Outbox, Uploader]]:
-    """An uploader for each salvaged outbox with records left (sent under its own epoch)."""
+def salvage_uploaders(config: Config, health: ThreadHealth,
+                      paths: list[Path] | None = None) -> list[tuple[Outbox, Uploader]]:
+    """An uploader for each salvaged outbox (`paths`, or every one in the state directory)
+    with records left: they are sent under their own epoch."""
     if not config.uplink.url:
         return []   # store only: the salvaged files stay for the technician to take
+    if paths is None:
+        paths = sorted(Path(config.storage.state_dir).glob(f"{SALVAGE_PREFIX}*.sqlite"))
     drains = []
-    for path in sorted(Path(config.storage.state_dir).glob(f"{SALVAGE_PREFIX}*.sqlite")):
+    for path in paths:
         try:
             box = Outbox(path, health=health)
         except sqlite3.Error as error:
@@ -560,6 +554,9 @@ def run_daemon(config: Config, simulate: bool = False) -> int:
 
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, request_stop)
+        # `kill -USR1 <pid>` writes every thread's stack to the journal: how a technician
+        # shows us a gauge that hangs, without stopping its siren.
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
         daemon.run(stop)
     finally:
         if outputs is not None:

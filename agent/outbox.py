@@ -18,8 +18,13 @@ and a crash or power cut at any moment loses nothing committed.
   that is full or read-only at start-up is tried again until it can be opened.
 - Nothing that is not finite reaches the database as a number (a transmitter answering NaN
   gives null); a row that cannot be decoded any more is moved to the dead letters with the
-  reason, and never blocks the queue. Meta values are checked when the file is opened: a
-  damaged one makes the file "damaged" (moved aside by the daemon, a new epoch started).
+  reason, and never blocks the queue. Meta values are checked when the file is opened.
+- A damaged file (SQLite reports it corrupt, at opening or at any moment while running; a
+  failing SD card does this) is moved aside for inspection, what can still be read of it is
+  salvaged into a `salvage-<epoch>.sqlite` file that is sent under its old epoch (see
+  `salvaged`), and a new file (a new epoch) takes over; records being written meanwhile wait
+  in memory. Every use of the file holds `_file_lock`, so the file is never renamed under an
+  open transaction of another thread.
 - The writer runs supervised (agent.supervision): an unexpected error is the `internal` fault,
   and the writer carries on.
 - Every operation is an indexed range or key lookup: the cost is the same with 1,000,000 rows
@@ -95,12 +100,21 @@ class DamagedOutbox(sqlite3.DatabaseError):
     """The file opens but what it holds cannot be trusted (a damaged meta value)."""
 
 
+def is_damage(error: BaseException) -> bool:
+    """SQLite says the file is corrupt or not a database: not the card being full or busy."""
+    if isinstance(error, DamagedOutbox):
+        return True
+    name = getattr(error, "sqlite_errorname", "") or ""
+    return name.startswith("SQLITE_CORRUPT") or name == "SQLITE_NOTADB"
+
+
 @dataclass
 class Record:
     seq: int
     type: str
     time: float          # epoch seconds (wall clock when it was taken)
     body: dict           # the type's own fields
+    epoch: str | None = None   # of the file it was read from: it is sent and acknowledged as that
 
 
 class Outbox:
@@ -111,11 +125,19 @@ class Outbox:
         self.dead_letter_max = dead_letter_max
         self.max_page_count = max_page_count  # tests: make the database "full" on purpose
         self._lock = threading.Lock()
+        # Held for every use of the database file (any thread), so that a damaged file is
+        # only ever moved aside when no other thread is inside a statement. Taken before
+        # _lock, never after.
+        self._file_lock = threading.RLock()
         self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []   # every thread's, for replacement
+        self._generation = 0          # which file the connections are for; +1 per replacement
+        self.salvaged: list[Path] = []  # salvage files made while running (the daemon drains them)
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._ring: deque[tuple[str, float, dict]] = deque()
         self.memory_dropped = 0
         self.storage_error: str | None = None
+        self._uploader_error: str | None = None    # logged once until the uploader's side works
         self.committed = threading.Condition(self._lock)
         self.epoch: str | None = None     # None until the database could be opened
         self._next_seq = 1
@@ -127,17 +149,24 @@ class Outbox:
         self._running = True
         self._stopped = threading.Event()
         self._next_open_attempt = 0.0
-        try:
-            self._open()
-        except DamagedOutbox:
-            raise
-        except (sqlite3.OperationalError, OSError) as error:
-            # A full or read-only card, a missing mount: records wait in memory and the writer
-            # tries again (the daemon shows the `storage` fault meanwhile).
-            self._cannot_open(error)
+        self._try_open()
         self._writer = LoopThread("outbox-writer", self._write_step, health or ThreadHealth(),
                                   self._stopped)
         self._writer.start()
+
+    def _try_open(self) -> None:
+        with self._file_lock:
+            try:
+                self._open()
+            except sqlite3.Error as error:
+                if is_damage(error):
+                    self._replace_damaged(error)
+                else:
+                    # A full or read-only card, a missing mount: records wait in memory and
+                    # the writer tries again (the daemon shows the `storage` fault meanwhile).
+                    self._cannot_open(error)
+            except OSError as error:
+                self._cannot_open(error)
 
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -173,12 +202,10 @@ class Outbox:
                 log.info("outbox %s opened", self.path)
             self.storage_error = None
 
-    def _cannot_open(self, error: BaseException) -> None:
-        connection = getattr(self._local, "connection", None)
-        if connection is not None:
-            connection.close()
-            self._local.connection = None
+    def _cannot_open(self, error: BaseException | str) -> None:
+        self._close_connections()
         with self._lock:
+            self.epoch = None
             if self.storage_error is None:
                 log.error("cannot open the outbox %s: %s; holding records in memory and trying"
                           " again every %.0f s", self.path, error, RETRY_WRITE_S)
@@ -189,18 +216,72 @@ class Outbox:
     def is_open(self) -> bool:
         return self.epoch is not None
 
+    # -- a damaged file --------------------------------------------------------------------
+    def _replace_damaged(self, error: BaseException) -> None:
+        """Move the damaged file aside, salvage what can be read, start a new one. Called
+        holding _file_lock: no other thread is using the file."""
+        aside = self.path.with_name(f"{self.path.name}.damaged-{int(time.time())}")
+        n = 1
+        while aside.exists():
+            aside = self.path.with_name(f"{self.path.name}.damaged-{int(time.time())}-{n}")
+            n += 1
+        log.error("outbox %s is damaged (%s): moved to %s, starting a new one; what can still"
+                  " be read goes upstream under its own epoch", self.path, error, aside.name)
+        self._close_connections()
+        with self._lock:
+            self.epoch = None
+        try:
+            for suffix in ("", "-wal", "-shm"):
+                source = Path(f"{self.path}{suffix}")
+                if source.exists():
+                    source.rename(f"{aside}{suffix}")
+        except OSError as failed:
+            self._cannot_open(f"damaged, and cannot be moved aside: {failed}")
+            return
+        try:
+            target = salvage(aside, self.path.parent)
+        except (OSError, sqlite3.Error) as failed:
+            log.error("nothing could be salvaged from %s: %s", aside.name, failed)
+        else:
+            if target is not None:
+                self.salvaged.append(target)
+        try:
+            self._open()
+        except (sqlite3.Error, OSError) as failed:
+            self._cannot_open(failed)
+
+    def _after_error(self, error: BaseException) -> None:
+        """Called holding _file_lock when a statement failed: a damaged file is replaced."""
+        if is_damage(error) and self.is_open:
+            self._replace_damaged(error)
+
     # -- connections (one per thread: the writer and the uploader each have their own) -----
+    def _close_connections(self) -> None:
+        """Every thread's connection (holding _file_lock: none of them is in use)."""
+        with self._file_lock:
+            self._generation += 1
+            for connection in self._connections:
+                try:
+                    connection.close()
+                except sqlite3.Error:
+                    pass
+            self._connections.clear()
+
     def _connection(self) -> sqlite3.Connection:
         connection = getattr(self._local, "connection", None)
-        if connection is None:
+        if connection is None or self._local.generation != self._generation:
+            # check_same_thread=False only so that _close_connections may close it; it is
+            # used by its own thread alone.
             connection = sqlite3.connect(self.path, timeout=10.0, isolation_level=None,
-                                         check_same_thread=True)
+                                         check_same_thread=False)
+            self._connections.append(connection)
+            self._local.connection = connection
+            self._local.generation = self._generation
+            self._local.page_limit = None
             if connection.execute("PRAGMA page_count").fetchone()[0] == 0:
                 connection.execute(f"PRAGMA page_size={PAGE_SIZE}")  # a new file
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=FULL")
-            self._local.connection = connection
-            self._local.page_limit = None
         if self.max_page_count != self._local.page_limit:
             # Tests fill the database on purpose; 2**31 - 2 is SQLite's own ceiling.
             limit = self.max_page_count if self.max_page_count is not None else 2**31 - 2
@@ -248,10 +329,7 @@ class Outbox:
                 batch.append(more)
         if not self.is_open:
             if time.monotonic() >= self._next_open_attempt:
-                try:
-                    self._open()
-                except (sqlite3.OperationalError, OSError) as error:
-                    self._cannot_open(error)
+                self._try_open()
             if not self.is_open:
                 self._hold_in_memory(list(self._ring) + batch, None)
                 if not self._running:
@@ -263,16 +341,17 @@ class Outbox:
             self._finish()
 
     def _finish(self) -> None:
-        connection = getattr(self._local, "connection", None)
-        if connection is not None:
-            connection.close()
-            self._local.connection = None
-        self._stopped.set()
+        self._stopped.set()     # close() closes the connections
 
     def _commit(self, items: list[tuple[str, float, dict]]) -> None:
-        connection = self._connection()
+        with self._file_lock:
+            self._commit_holding_file(items)
+
+    def _commit_holding_file(self, items: list[tuple[str, float, dict]]) -> None:
         seq = self._next_seq
+        connection = None
         try:
+            connection = self._connection()
             connection.execute("BEGIN IMMEDIATE")
             for record_type, time_s, body in items:
                 table = "events" if record_type == EVENT else "readings"
@@ -287,9 +366,11 @@ class Outbox:
             connection.execute("COMMIT")
         except Exception as error:
             try:
-                connection.execute("ROLLBACK")
+                if connection is not None:
+                    connection.execute("ROLLBACK")
             except sqlite3.Error:
                 pass
+            self._after_error(error)      # a damaged file: replaced; the items go to the new one
             self._hold_in_memory(items, error)
             if not isinstance(error, sqlite3.Error):
                 raise   # a bug, not the card: the supervisor reports it (`internal`)
@@ -356,30 +437,68 @@ class Outbox:
                            "WHERE key = 'high_water'", (seq,))
 
     # -- the uploader's side ----------------------------------------------------------------
+    def _guarded(self, operation, *args, epoch: str | None = None, damaged=None):
+        """`operation(*args)` on the file, holding _file_lock. When the file turns out to be
+        damaged it is replaced and `damaged` is returned. Records of another epoch (read
+        from a file since replaced) are not touched: `damaged` is returned at once."""
+        with self._file_lock:
+            if not self.is_open or (epoch is not None and epoch != self.epoch):
+                return damaged
+            try:
+                result = operation(*args)
+            except sqlite3.Error as error:
+                if is_damage(error):
+                    self._replace_damaged(error)
+                else:
+                    # A full, read-only or failing card. Nothing is lost: an unacknowledged
+                    # batch stays queued and goes again (upstream deduplicates it). The
+                    # `storage` fault says so; the writer clears it once it can commit.
+                    self._uploader_side_failed(operation, error)
+                return damaged
+            if self._uploader_error is not None:
+                log.info("outbox usable by the uploader again")
+                self._uploader_error = None
+            return result
+
+    def _uploader_side_failed(self, operation, error: sqlite3.Error) -> None:
+        with self._lock:
+            first = self._uploader_error is None
+            self._uploader_error = str(error)
+            self.storage_error = self.storage_error or f"{error}"
+        if first:
+            log.error("outbox cannot %s on %s: %s; the records stay queued",
+                      operation.__name__.strip("_").replace("_", " "), self.path, error)
+
     def next_batch(self, limit: int) -> list[Record]:
         """Events first, then readings and heartbeats, each oldest first. A row that cannot be
         decoded is moved to the dead letters with the reason and left out."""
-        if not self.is_open:
-            return []
+        return self._guarded(self._read_batch, limit, damaged=[])
+
+    def _read_batch(self, limit: int) -> list[Record]:
         connection = self._connection()
-        rows = connection.execute("SELECT seq, type, time, body FROM events ORDER BY seq "
-                                  "LIMIT ?", (limit,)).fetchall()
+        # Text read as bytes: a damaged row with bytes that are not UTF-8 must fail in
+        # _decode (dead letter) rather than in the fetch (which would stop the whole batch).
+        query = ("SELECT seq, CAST(type AS BLOB), time, CAST(body AS BLOB) FROM {} ORDER BY seq"
+                 " LIMIT ?")
+        rows = connection.execute(query.format("events"), (limit,)).fetchall()
         if len(rows) < limit:
-            rows += connection.execute("SELECT seq, type, time, body FROM readings ORDER BY seq"
-                                       " LIMIT ?", (limit - len(rows),)).fetchall()
+            rows += connection.execute(query.format("readings"),
+                                       (limit - len(rows),)).fetchall()
         records = []
         for row in rows:
             try:
-                records.append(self._decode(row))
+                records.append(self._decode(row, self.epoch))
             except (ValueError, TypeError, UnicodeDecodeError) as error:
                 self._dead_letter_row(row, f"damaged row: {error}"[:300])
         return records
 
     @staticmethod
-    def _decode(row: tuple) -> Record:
+    def _decode(row: tuple, epoch: str | None = None) -> Record:
         seq, kind, moment, body = row
         if not isinstance(seq, int) or seq < 1:
             raise ValueError(f"seq {seq!r}")
+        if isinstance(kind, bytes):
+            kind = kind.decode("utf-8")
         if kind not in RECORD_TYPES:
             raise ValueError(f"type {kind!r}")
         if isinstance(moment, bool) or not isinstance(moment, (int, float)) \
@@ -390,7 +509,7 @@ class Outbox:
         decoded = json.loads(body)
         if not isinstance(decoded, dict):
             raise ValueError("body is not an object")
-        return Record(seq, kind, float(moment), finite(decoded))
+        return Record(seq, kind, float(moment), finite(decoded), epoch)
 
     def _dead_letter_row(self, row: tuple, reason: str) -> None:
         seq = row[0]
@@ -412,10 +531,14 @@ class Outbox:
             self._depth -= deleted
             self._dead_lettered += 1
 
-    def ack(self, seqs: list[int]) -> None:
-        """Upstream has these: delete them."""
-        if not seqs:
-            return
+    def ack(self, seqs: list[int], epoch: str | None = None) -> None:
+        """Upstream has these (of `epoch`, when given): delete them. Records of a file that
+        was replaced since are left alone: their salvaged copies go again, and upstream
+        deduplicates them."""
+        if seqs:
+            self._guarded(self._delete_acknowledged, seqs, epoch=epoch)
+
+    def _delete_acknowledged(self, seqs: list[int]) -> None:
         connection = self._connection()
         deleted = 0
         with connection:
@@ -429,6 +552,9 @@ class Outbox:
 
     def dead_letter(self, record: Record, status: int | None, reason: str) -> None:
         """Upstream refuses this record for good: keep it aside (capped) and go on."""
+        self._guarded(self._move_to_dead_letters, record, status, reason, epoch=record.epoch)
+
+    def _move_to_dead_letters(self, record: Record, status: int | None, reason: str) -> None:
         connection = self._connection()
         with connection:
             connection.execute("BEGIN IMMEDIATE")
@@ -458,6 +584,12 @@ class Outbox:
                     "dropped": self._dropped + self.memory_dropped,
                     "dead_lettered": self._dead_lettered, "storage_error": self.storage_error}
 
+    def take_salvaged(self) -> list[Path]:
+        """The salvage files made since the last call (to be sent under their epochs)."""
+        with self._file_lock:
+            taken, self.salvaged = self.salvaged, []
+        return taken
+
     def ensure_writer(self) -> bool:
         """Start the writer again if its thread is gone (the daemon asks every round)."""
         return self._writer.ensure_running()
@@ -468,15 +600,13 @@ class Outbox:
         self._queue.put(None)
         self._writer.join(timeout)
         self._stopped.set()
-        connection = getattr(self._local, "connection", None)
-        if connection is not None:
-            connection.close()
-            self._local.connection = None
+        self._close_connections()
 
 
 # -- a damaged outbox: what can still be read is sent under its own epoch ----------------------
 
 SALVAGE_PREFIX = "salvage-"
+MISSED_KEYS_PROBED = 10000   # beyond the last key a damaged file still shows
 
 
 def salvage(damaged: Path, directory: Path) -> Path | None:
@@ -503,9 +633,7 @@ def salvage(damaged: Path, directory: Path) -> Path | None:
                 epoch = uuid.uuid5(uuid.NAMESPACE_URL, str(damaged)).hex
             rows = []
             for table in ("events", "readings"):
-                seqs = _readable(lambda: [row[0] for row in source.execute(
-                    f"SELECT seq FROM {table} ORDER BY seq")]) or []
-                for seq in seqs:
+                for seq in sorted(_salvageable_seqs(source, table)):
                     row = _readable(lambda: source.execute(
                         f"SELECT seq, type, time, body FROM {table} WHERE seq = ?",
                         (seq,)).fetchone())
@@ -533,6 +661,36 @@ def salvage(damaged: Path, directory: Path) -> Path | None:
     log.warning("salvaged %d records of the damaged outbox %s into %s (epoch %s)", len(rows),
                 damaged.name, target.name, epoch)
     return target
+
+
+def _salvageable_seqs(source: sqlite3.Connection, table: str) -> set[int]:
+    """The keys of `table` in a damaged file. A damaged page stops a scan where it lies, so:
+    scan forward until it stops, scan backward until it stops, and look up every key in
+    between one by one (a lookup only reads the pages on its own path)."""
+    def scan(order: str) -> list[int]:
+        found = []
+        try:
+            for (seq,) in source.execute(f"SELECT seq FROM {table} ORDER BY seq {order}"):
+                found.append(seq)
+        except sqlite3.Error:
+            pass
+        return found
+
+    forward = scan("ASC")
+    backward = scan("DESC")
+    seqs = set(forward) | set(backward)
+    low = forward[-1] if forward else 0
+    high = backward[-1] if backward else max(
+        [low, *(_readable(lambda: source.execute(f"SELECT MAX(seq) FROM {other}"
+                                                 ).fetchone()[0]) or 0
+                for other in ("events", "readings", "dead_letters"))]) + MISSED_KEYS_PROBED
+    if forward and backward and forward[-1] >= backward[-1]:
+        return seqs   # both scans went all the way: nothing in between
+    for seq in range(low + 1, high):
+        if _readable(lambda: source.execute(f"SELECT 1 FROM {table} WHERE seq = ?",
+                                            (seq,)).fetchone()):
+            seqs.add(seq)
+    return seqs
 
 
 def _readable(read):

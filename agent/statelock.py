@@ -51,9 +51,15 @@ class StateLock:
                 f"another gauge-agent (pid {holder}) is running on {self.path.parent}; stop it"
                 " first (sudo systemctl stop gauge-agent), or give this one another"
                 " storage.state_dir") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
         self.fd = fd
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError as error:
+            # A full card: the lock itself holds (it lives in the kernel); only the holder's
+            # pid, which serves the second daemon's message, could not be written.
+            log.warning("took the lock %s but cannot write the pid into it (%s)", self.path,
+                        error.strerror)
         return self
 
     def release(self) -> None:

@@ -7,7 +7,7 @@ sent with. Each answer maps to one action (as weewx's uploaders do):
 
 | answer                                  | action |
 | --------------------------------------- | ------ |
-| 2xx to the POST itself                  | the whole batch is acknowledged and deleted |
+| 2xx to the POST itself                  | the whole batch is acknowledged and deleted (native format: unless the answer is a web page, which a portal sends, not the upstream: retried) |
 | network error, timeout, no complete answer within `request_deadline_s`, 408, 429, 5xx | retry the same batch: full-jitter exponential backoff up to `backoff_max_s`, or the server's `Retry-After` (whole seconds or an HTTP date; at least 1 s, at most `retry_after_max_s`) |
 | 3xx                                     | not followed (a redirected POST may arrive as a GET, or at another host, and its 2xx would delete data that was never stored): an error naming the target, retried |
 | 400, 413, 422                           | split the batch in halves until the refused records are alone; each of those goes to the dead letters, the rest is delivered. After `REFUSING_AFTER` records refused in a row with nothing accepted, fault `upstream_refusing`: the upstream refuses everything (a gateway on a wrong path), so records stay queued and are retried until it accepts one |
@@ -151,6 +151,11 @@ class Outcome:
     detail: str = ""
 
 
+def looks_like_html(answer: str) -> bool:
+    head = answer.lstrip()[:64].lower()
+    return head.startswith(("<!doctype html", "<html", "<head", "<body"))
+
+
 def parse_retry_after(value: str | None, now: float, limit: float,
                       floor: float = RETRY_AFTER_FLOOR_S) -> float | None:
     """Whole seconds or an HTTP date (RFC 9110), kept within [floor, limit]; anything else
@@ -285,20 +290,22 @@ class Uploader:
         self.deliver(batch)
 
     # -- delivery ----------------------------------------------------------------------------
-    def deliver(self, batch: list[Record]) -> None:
-        """Deliver `batch`, splitting around refused records. Returns when done or stopping."""
+    def deliver(self, batch: list[Record]) -> bool:
+        """Deliver `batch`, splitting around refused records. True when every record in it
+        was delivered or dead-lettered; False when it stopped early (stopping, or an alarm
+        event goes first), and then the rest of the batch waits: records never overtake."""
         while not self.stopping.is_set():
             outcome = self._send_until_answered(batch)
             if outcome.action == "ok":
-                self.outbox.ack([record.seq for record in batch])
+                self.outbox.ack([record.seq for record in batch], self._epoch_of(batch))
                 self.delivered += len(batch)
                 self.last_upload = self.wall()
                 self._recovered()
-                return
+                return True
             if outcome.action == "auth":
                 self._auth_failed(outcome)
                 if self.urgent.is_set():
-                    return          # an alarm event goes first; then this batch again
+                    return False    # an alarm event goes first; then this batch again
                 continue
             if outcome.action == "split":
                 if self.refusing and outcome.status is not None:
@@ -306,16 +313,15 @@ class Uploader:
                     self._failed(outcome, self.config.backoff_max_s)
                     self._pause(self.config.backoff_max_s)
                     if self.urgent.is_set():
-                        return
+                        return False
                     continue
                 if len(batch) == 1:
                     self._dead_letter(batch[0], outcome)
-                    return
+                    return True
                 middle = len(batch) // 2
-                self.deliver(batch[:middle])
-                self.deliver(batch[middle:])
-                return
-            return  # stopped, or an alarm event came and goes first
+                return self.deliver(batch[:middle]) and self.deliver(batch[middle:])
+            return False  # stopped, or an alarm event came and goes first
+        return False
 
     def _dead_letter(self, record: Record, outcome: Outcome) -> None:
         self.outbox.dead_letter(record, outcome.status, outcome.detail)
@@ -365,7 +371,12 @@ class Uploader:
     def _encode(self, batch: list[Record]) -> tuple[bytes, str]:
         if self.config.format == "influx":
             return encode_influx(self.station, batch), INFLUX_CONTENT_TYPE
-        return encode_native(self.station, self.outbox.epoch, batch), NATIVE_CONTENT_TYPE
+        return encode_native(self.station, self._epoch_of(batch), batch), NATIVE_CONTENT_TYPE
+
+    def _epoch_of(self, batch: list[Record]) -> str | None:
+        """The epoch of the file the batch was read from (the outbox may have replaced a
+        damaged file since): a record always goes, and is acknowledged, as what it is."""
+        return batch[0].epoch or self.outbox.epoch
 
     def _post(self, batch: list[Record]) -> Outcome:
         if self.urgent.is_set() or self.stopping.is_set():
@@ -377,7 +388,7 @@ class Uploader:
         if self.tokens.problem is not None:
             return Outcome("auth", None, detail=self.tokens.problem)
         headers = {"Content-Type": content_type,
-                   "Idempotency-Key": f"{self.station}:{self.outbox.epoch}:"
+                   "Idempotency-Key": f"{self.station}:{self._epoch_of(batch)}:"
                                       f"{batch[0].seq}-{batch[-1].seq}:{len(batch)}"}
         auth = None
         if self.token:
@@ -416,6 +427,12 @@ class Uploader:
         finally:
             timer.cancel()
         detail = mask(answer, self.token)[:300] if status >= 300 else ""
+        if 200 <= status < 300 and self.config.format == "native" and looks_like_html(answer):
+            # A web page is never the upstream's acknowledgement: a SIM whose data quota ran
+            # out, a captive portal or a proxy answers for it, and the batch would be lost.
+            return Outcome("retry", status, detail=f"answered HTTP {status} with a web page,"
+                                                   " not an acknowledgement (a captive portal,"
+                                                   " a quota page or a proxy?); kept, retried")
         if 200 <= status < 300:
             self._check_acknowledgement(status, answer)
             return Outcome("ok", status)
@@ -464,8 +481,9 @@ class Uploader:
     # -- state and logging -------------------------------------------------------------------
     def _failed(self, outcome: Outcome, sleep_s: float) -> None:
         what = f"HTTP {outcome.status}" if outcome.status else outcome.detail
-        if outcome.status and outcome.detail and 300 <= outcome.status < 400:
-            what = f"HTTP {outcome.status}, {outcome.detail}"
+        if outcome.status and outcome.detail and outcome.status < 400:
+            # 2xx/3xx: the gauge's own explanation. A server's error page stays out of it.
+            what = f"HTTP {outcome.status}, {' '.join(outcome.detail.split())}"
         changed = f"{what}"[:300] != self.last_error
         self.last_error = f"{what}"[:300]
         # One line per change of what goes wrong, then quiet at debug level: a server that

@@ -10,11 +10,12 @@ import time
 
 
 class HostileUpstream:
-    """Accepts connections and answers each with `behaviour(connection)` on its own thread."""
+    """Accepts connections and answers each with `behaviour(connection, request)` on its own
+    thread. `behaviour` may be changed while it runs (a front that turns good)."""
 
-    def __init__(self, behaviour):
+    def __init__(self, behaviour, port: int = 0):
         self.behaviour = behaviour
-        self.server = socket.create_server(("127.0.0.1", 0))
+        self.server = socket.create_server(("127.0.0.1", port))
         self.port = self.server.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}/ingest"
         self.requests = 0
@@ -34,8 +35,8 @@ class HostileUpstream:
 
     def _answer(self, connection):
         try:
-            read_request(connection)
-            self.behaviour(connection)
+            request = read_request(connection)
+            self.behaviour(connection, request)
         except OSError:
             pass
         finally:
@@ -48,7 +49,7 @@ class HostileUpstream:
 
 
 def read_request(connection: socket.socket) -> bytes:
-    """The request's head and body (by Content-Length)."""
+    """The message's head and body (by Content-Length): a request, or an answer."""
     connection.settimeout(5)
     data = b""
     while b"\r\n\r\n" not in data:
@@ -70,7 +71,7 @@ def read_request(connection: socket.socket) -> bytes:
 
 
 def answer(status_line: str, headers: dict | None = None, body: bytes = b""):
-    def behaviour(connection):
+    def behaviour(connection, request):
         lines = [f"HTTP/1.1 {status_line}", f"Content-Length: {len(body)}", "Connection: close"]
         lines += [f"{key}: {value}" for key, value in (headers or {}).items()]
         connection.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
@@ -79,7 +80,7 @@ def answer(status_line: str, headers: dict | None = None, body: bytes = b""):
 
 def huge_body(status_line: str = "500 Internal Server Error", size: int = 400 * 1024 * 1024):
     """An answer that announces and sends `size` bytes for as long as the client reads."""
-    def behaviour(connection):
+    def behaviour(connection, request):
         connection.sendall(f"HTTP/1.1 {status_line}\r\nContent-Length: {size}\r\n"
                            "Content-Type: text/html\r\nConnection: close\r\n\r\n".encode())
         block = b"<p>" + b"x" * 65530 + b"</p>"
@@ -92,12 +93,30 @@ def huge_body(status_line: str = "500 Internal Server Error", size: int = 400 * 
 
 def trickle(every_s: float = 0.5, data: bytes = b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 10000):
     """One byte every `every_s`: each read returns in time, the answer never ends."""
-    def behaviour(connection):
+    def behaviour(connection, request):
         for byte in data:
             connection.sendall(bytes([byte]))
             time.sleep(every_s)
     return behaviour
 
 
-def garbage(connection):
+def garbage(connection, request):
     connection.sendall(b"\x16\x03\x01\x02\x00 this is not HTTP at all \xff\xfe\r\n\r\n")
+
+
+def echo(status_line: str = "400 Bad Request"):
+    """An error page that quotes the request back, Authorization header and all (some
+    gateways do): the token must not reach a log or a dead letter through it."""
+    def behaviour(connection, request):
+        answer(status_line, {"Content-Type": "text/plain"},
+               b"bad request: " + request[:2000])(connection, request)
+    return behaviour
+
+
+def forward_to(port: int):
+    """Pass the request to a real server on `port` and its answer back: the front turned good."""
+    def behaviour(connection, request):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as upstream:
+            upstream.sendall(request)
+            connection.sendall(read_request(upstream))
+    return behaviour

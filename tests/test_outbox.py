@@ -113,6 +113,24 @@ def test_a_full_disk_holds_records_in_memory_and_writes_them_when_space_returns(
         box.close()
 
 
+def test_an_acknowledgement_the_card_refuses_keeps_the_records_queued_and_is_a_storage_problem(
+        outbox, caplog):
+    # A card the kernel remounted read-only (what ext4 does on an I/O error), seen by the
+    # uploader's own connection: its DELETE fails. That is a storage problem, not a crash of
+    # the uploader; the records stay and go again (upstream deduplicates them).
+    fill(outbox, 3)
+    batch = outbox.next_batch(10)
+    outbox._connection().execute("PRAGMA query_only = ON")
+    outbox.ack([record.seq for record in batch], batch[0].epoch)
+    outbox.ack([record.seq for record in batch], batch[0].epoch)
+    assert "readonly" in outbox.stats()["storage_error"]
+    assert [r.seq for r in outbox.next_batch(10)] == [1, 2, 3]
+    assert sum("cannot delete acknowledged" in r.message for r in caplog.records) == 1  # once
+    outbox._connection().execute("PRAGMA query_only = OFF")
+    outbox.ack([1, 2, 3], batch[0].epoch)
+    assert outbox.next_batch(10) == [] and outbox.stats()["depth"] == 0
+
+
 def test_dead_letters_are_capped_and_counted(tmp_path):
     box = Outbox(tmp_path / "o.sqlite", dead_letter_max=3)
     try:

@@ -307,12 +307,13 @@ def test_a_trickling_server_is_cut_at_the_request_deadline_and_a_stop_never_wait
     assert outbox.stats()["depth"] == 1
 
 
-@pytest.mark.parametrize("behaviour", [garbage, answer("200 OK", {"Content-Type": "text/html"},
-                                                       b"<html>It works!</html>")],
-                         ids=["garbage", "html-200"])
-def test_garbage_is_retried_and_a_200_without_an_acknowledgement_is_warned(outbox, token_file,
-                                                                           behaviour, caplog):
-    hostile = HostileUpstream(behaviour)
+QUOTA_PAGE = (b"<!DOCTYPE html>\n<html><head><title>Kuota habis</title></head>"
+              b"<body>Paket data Anda telah habis.</body></html>")
+
+
+def first_answer_from(hostile: HostileUpstream, outbox, token_file) -> Uploader:
+    """Two readings sent to `hostile` until its first answer is taken one way or the other;
+    returns the (stopped) uploader."""
     readings(outbox, 2)
     uploader = run_uploader(outbox, uplink_config(hostile.url, token_file))
     try:
@@ -321,11 +322,29 @@ def test_garbage_is_retried_and_a_200_without_an_acknowledgement_is_warned(outbo
     finally:
         uploader.stop()
         hostile.close()
+    return uploader
+
+
+@pytest.mark.parametrize("behaviour", [garbage, answer("200 OK", {"Content-Type": "text/html"},
+                                                       QUOTA_PAGE)],
+                         ids=["garbage", "html-200"])
+def test_garbage_and_a_web_page_with_200_are_retried_never_taken_as_delivery(
+        outbox, token_file, behaviour):
+    uploader = first_answer_from(HostileUpstream(behaviour), outbox, token_file)
+    assert outbox.stats()["depth"] == 2
     if behaviour is garbage:
-        assert outbox.stats()["depth"] == 2 and "connection failed" in uploader.last_error
-    else:   # the contract: any 2xx accepts the batch; but a technician must hear about it
-        assert outbox.stats()["depth"] == 0
-        assert "without the acknowledgement" in caplog.text
+        assert "connection failed" in uploader.last_error
+    else:
+        assert "web page, not an acknowledgement" in uploader.last_error
+
+
+def test_a_200_without_an_acknowledgement_is_delivery_by_contract_but_warned(outbox, token_file,
+                                                                            caplog):
+    first_answer_from(HostileUpstream(answer("200 OK", {"Content-Type": "text/plain"}, b"OK")),
+                      outbox, token_file)
+    # The contract: any 2xx accepts the batch; but a technician must hear about it.
+    assert outbox.stats()["depth"] == 0
+    assert "without the acknowledgement" in caplog.text
 
 
 @pytest.mark.parametrize("retry_after", ["0", "-5", "NaN", "Thu, 01 Jan 1970 00:00:00 GMT"])
