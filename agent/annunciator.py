@@ -80,6 +80,14 @@ class Annunciator:
             self.warning = warning
             self.faults = tuple(faults)
 
+    def take_over(self, previous: "Annunciator") -> None:
+        """After a configuration reload: a silence and the siren's duty cycle go on."""
+        with previous._lock:
+            self.silenced_until = previous.silenced_until
+            self.silenced_warning = previous.silenced_warning
+            self._siren_on_since = previous._siren_on_since
+            self._rest_until = previous._rest_until
+
     def silence(self, now: float) -> bool:
         """The silence button. Returns True if it silenced a sounding alarm."""
         with self._lock:

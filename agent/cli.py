@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -55,9 +57,20 @@ def _parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="what the running daemon last wrote")
     status.add_argument("--config", type=Path)
     status.add_argument("--json", action="store_true")
-    status.add_argument("--watch", type=float, metavar="SECONDS",
+    status.add_argument("--watch", type=_watch_period, metavar="SECONDS",
                         help="print a line each time the status changes, every SECONDS")
     return parser
+
+
+def _watch_period(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not 0.1 <= seconds <= 3600:      # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"{text!r} must be a number of seconds from 0.1 to"
+                                         " 3600")
+    return seconds
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,11 +102,13 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "replay":
         return _replay(args)
     if args.command == "run":
+        # Until run_daemon installs its handlers (after the imports below, which take a
+        # second on a Pi Zero), a SIGHUP would kill the process: its default action.
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
         from agent.daemon import run_daemon
-        config = load_config(args.config) if args.config or not args.simulate else None
-        if config is None:
-            config = Config()
-        return run_daemon(config, simulate=args.simulate)
+        path = args.config if args.config or args.simulate else default_config_path()
+        config = load_config(path) if path is not None else Config()
+        return run_daemon(config, simulate=args.simulate, config_path=path)
     if args.command == "status":
         from agent.status import show_status
         return show_status(_load_for_status(args.config), as_json=args.json, watch=args.watch)

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from agent.errors import ConfigError
+from agent.errors import ConfigError, UnreadableFile
+from agent.files import is_regular_file, read_small_file
 
 DEFAULT_CONFIG_PATH = Path("/etc/gauge-agent/config.toml")
 CALIBRATION_FILE_NAME = "calibration.toml"
@@ -44,21 +45,40 @@ def _rule(check: Rule) -> dict:
     return {"check": check}
 
 
-def positive(value: float) -> str | None:
-    return None if value > 0 else "must be greater than 0"
-
-
-def non_negative(value: float) -> str | None:
-    return None if value >= 0 else "must be 0 or more"
-
-
-def at_least(minimum: float) -> Rule:
-    return lambda value: None if value >= minimum else f"must be at least {minimum}"
-
-
 def between(low: float, high: float, what: str = "") -> Rule:
-    words = f"must be {what + ' ' if what else ''}from {low} to {high}"
-    return lambda value: None if low <= value <= high else words
+    """low <= value <= high. `what` is a unit ("seconds") or a description ("a probability")."""
+    if what.startswith("a "):
+        words = f"must be {what} from {low:g} to {high:g}"
+    else:
+        words = f"must be from {low:g} to {high:g}{' ' + what if what else ''}"
+
+    def check(value) -> str | None:
+        return None if low <= value <= high else words
+    check.range = (low, high)     # type: ignore[attr-defined]  # config.toml shows it
+    return check
+
+
+def magnitude(low: float, high: float) -> Rule:
+    """|value| within [low, high], either sign (a scale or a sensor's code may be negative)."""
+    return lambda value: None if low <= abs(value) <= high else (
+        f"must be from {low:g} to {high:g} or from {-high:g} to {-low:g}" if low
+        else f"must be from {-high:g} to {high:g}")
+
+
+def each(rule: Rule) -> Rule:
+    """A rule for every item of a list."""
+    def check(values) -> str | None:
+        for index, value in enumerate(values):
+            complaint = rule(value)
+            if complaint:
+                return f"(item {index}: {value}) {complaint}"
+        return None
+    return check
+
+
+DAY_S = 86400.0
+# Any level in a site's datum: a local zero or metres above sea level, on Earth.
+ELEVATION = between(-500, 9000, "m (a level in the site's datum)")
 
 
 def one_of(*choices: str) -> Rule:
@@ -66,8 +86,7 @@ def one_of(*choices: str) -> Rule:
     return lambda value: None if value in choices else f"must be one of {allowed}"
 
 
-def bcm_pin(value: int) -> str | None:
-    return None if 0 <= value <= 27 else "must be a BCM GPIO number from 0 to 27"
+bcm_pin = between(0, 27, "a BCM GPIO number")
 
 
 def level_name(value: str) -> str | None:
@@ -92,12 +111,12 @@ class StationConfig:
 @dataclass(frozen=True)
 class SimulatedSensorConfig:
     scenario: str = field(default="flash-flood", metadata=_rule(one_of(*SCENARIOS)))
-    time_scale: float = field(default=1.0, metadata=_rule(positive))  # scenario seconds per real second
-    seed: int = 1
+    time_scale: float = field(default=1.0, metadata=_rule(between(0.001, 10000)))  # scenario seconds per real second
+    seed: int = field(default=1, metadata=_rule(between(0, 2**31 - 1)))
     spike_probability: float = field(default=0.01, metadata=_rule(between(0, 1, "a probability")))
     no_echo_probability: float = field(default=0.02,
                                        metadata=_rule(between(0, 1, "a probability")))
-    noise_m: float = field(default=0.005, metadata=_rule(non_negative))
+    noise_m: float = field(default=0.005, metadata=_rule(between(0, 1, "metres")))
     repeat: bool = True  # start the scenario again when it ends
 
 
@@ -105,8 +124,8 @@ class SimulatedSensorConfig:
 class HcSr04Config:
     trigger_pin: int = field(default=5, metadata=_rule(bcm_pin))
     echo_pin: int = field(default=6, metadata=_rule(bcm_pin))  # through a 5 V -> 3.3 V divider
-    timeout_s: float = field(default=0.1, metadata=_rule(at_least(0.05)))
-    read_gap_s: float = field(default=0.06, metadata=_rule(at_least(0.06)))  # datasheet: >= 60 ms
+    timeout_s: float = field(default=0.1, metadata=_rule(between(0.05, 1.0, "seconds")))
+    read_gap_s: float = field(default=0.06, metadata=_rule(between(0.06, 10, "seconds")))  # datasheet: >= 60 ms
 
 
 @dataclass(frozen=True)
@@ -119,19 +138,19 @@ class TemperatureConfig:
 @dataclass(frozen=True)
 class SerialUltrasonicConfig:
     port: str = "/dev/ttyUSB0"
-    baudrate: int = field(default=9600, metadata=_rule(at_least(300)))
+    baudrate: int = field(default=9600, metadata=_rule(between(300, 921600, "bits/s")))
     unit: str = field(default="mm", metadata=_rule(one_of("mm", "cm")))
     frame_start: str = field(default="R", metadata=_rule(
         lambda v: None if len(v) == 1 and v.isprintable() and not v.isdigit()
         else "must be one printable character that is not a digit"))
     digits: int = field(default=4, metadata=_rule(between(1, 6)))
-    timeout_s: float = field(default=1.0, metadata=_rule(positive))
+    timeout_s: float = field(default=1.0, metadata=_rule(between(0.01, 10, "seconds")))
 
 
 @dataclass(frozen=True)
 class ModbusConfig:
     port: str = "/dev/ttyUSB0"
-    baudrate: int = field(default=9600, metadata=_rule(at_least(300)))
+    baudrate: int = field(default=9600, metadata=_rule(between(300, 921600, "bits/s")))
     parity: str = field(default="N", metadata=_rule(one_of("N", "E", "O")))
     stopbits: int = field(default=1, metadata=_rule(
         lambda v: None if v in (1, 2) else "must be 1 or 2"))
@@ -141,30 +160,30 @@ class ModbusConfig:
         lambda v: None if v in (3, 4) else "must be 3 (holding) or 4 (input registers)"))
     data_type: str = field(default="int16", metadata=_rule(one_of(*MODBUS_DATA_TYPES)))
     word_order: str = field(default="big", metadata=_rule(one_of("big", "little")))
-    scale: float = field(default=0.001, metadata=_rule(lambda v: None if v != 0 else "must not be 0"))
+    scale: float = field(default=0.001, metadata=_rule(magnitude(1e-9, 1e6)))
     unit: str = field(default="m", metadata=_rule(one_of(*PRESSURE_UNITS)))
     density_kg_m3: float = field(default=1000.0,
                                  metadata=_rule(between(900, 1300, "a water density in kg/m3")))
-    timeout_s: float = field(default=0.5, metadata=_rule(positive))
+    timeout_s: float = field(default=0.5, metadata=_rule(between(0.01, 10, "seconds")))
 
 
 @dataclass(frozen=True)
 class SensorConfig:
     kind: str = field(default="simulated", metadata=_rule(one_of(*SENSOR_KINDS)))
-    interval_s: float = field(default=10.0, metadata=_rule(positive))
-    alarm_interval_s: float = field(default=2.0, metadata=_rule(positive))
-    burst: int = field(default=5, metadata=_rule(at_least(1)))
-    min_range_m: float = field(default=0.25, metadata=_rule(non_negative))
-    max_range_m: float = field(default=4.0, metadata=_rule(positive))
-    invalid_values: tuple[float, ...] = ()
-    fail_to_fault: int = field(default=3, metadata=_rule(at_least(1)))
-    backoff_max_s: float = field(default=60.0, metadata=_rule(non_negative))
+    interval_s: float = field(default=10.0, metadata=_rule(between(0.01, 3600, "seconds")))
+    alarm_interval_s: float = field(default=2.0, metadata=_rule(between(0.01, 600, "seconds")))
+    burst: int = field(default=5, metadata=_rule(between(1, 50)))
+    min_range_m: float = field(default=0.25, metadata=_rule(between(0, 100, "metres")))
+    max_range_m: float = field(default=4.0, metadata=_rule(between(0.01, 100, "metres")))
+    invalid_values: tuple[float, ...] = field(default=(), metadata=_rule(each(magnitude(0, 1e7))))
+    fail_to_fault: int = field(default=3, metadata=_rule(between(1, 1000)))
+    backoff_max_s: float = field(default=60.0, metadata=_rule(between(0, 3600, "seconds")))
     power_relay_pin: int = field(default=-1, metadata=_rule(
         lambda v: None if v == -1 or 0 <= v <= 27 else "must be -1 (none) or a BCM GPIO number"))
     power_relay_active_high: bool = True
-    power_cycle_after: int = field(default=10, metadata=_rule(at_least(1)))
-    power_off_s: float = field(default=2.0, metadata=_rule(positive))
-    power_settle_s: float = field(default=2.0, metadata=_rule(non_negative))
+    power_cycle_after: int = field(default=10, metadata=_rule(between(1, 10000)))
+    power_off_s: float = field(default=2.0, metadata=_rule(between(0.1, 60, "seconds")))
+    power_settle_s: float = field(default=2.0, metadata=_rule(between(0, 300, "seconds")))
     simulated: SimulatedSensorConfig = SimulatedSensorConfig()
     hcsr04: HcSr04Config = HcSr04Config()
     temperature: TemperatureConfig = TemperatureConfig()
@@ -174,29 +193,30 @@ class SensorConfig:
 
 @dataclass(frozen=True)
 class CalibrationConfig:
-    sensor_elevation_m: float = 10.40
-    offset_m: float = 0.0
-    scale: float = field(default=1.0, metadata=_rule(lambda v: None if v != 0 else "must not be 0"))
+    # Levels are in the site's datum: metres above a local zero or above sea level.
+    sensor_elevation_m: float = field(default=10.40, metadata=_rule(ELEVATION))
+    offset_m: float = field(default=0.0, metadata=_rule(ELEVATION))
+    scale: float = field(default=1.0, metadata=_rule(between(0.01, 100)))
 
 
 @dataclass(frozen=True)
 class FilterConfig:
-    window: int = field(default=5, metadata=_rule(at_least(1)))
+    window: int = field(default=5, metadata=_rule(between(1, 1000, "samples")))
     # The Benanga reservoir's physical limit (config.toml says how it was chosen).
-    max_rate_m_per_min: float = field(default=0.025, metadata=_rule(positive))
-    noise_m: float = field(default=0.05, metadata=_rule(non_negative))
-    acquire_samples: int = field(default=3, metadata=_rule(at_least(1)))
+    max_rate_m_per_min: float = field(default=0.025, metadata=_rule(between(0.0001, 1000, "m/min")))
+    noise_m: float = field(default=0.05, metadata=_rule(between(0, 10, "metres")))
+    acquire_samples: int = field(default=3, metadata=_rule(between(1, 100)))
     # Readings that must agree before a jump across a silence is believed (1 = at once).
     confirm_samples: int = field(default=2, metadata=_rule(between(1, 10)))
-    reject_to_fault_s: float = field(default=300.0, metadata=_rule(non_negative))
-    stuck_after_s: float = field(default=21600.0, metadata=_rule(non_negative))  # 0 = off
-    stuck_tolerance_m: float = field(default=0.0, metadata=_rule(non_negative))
+    reject_to_fault_s: float = field(default=300.0, metadata=_rule(between(0, DAY_S, "seconds")))
+    stuck_after_s: float = field(default=21600.0, metadata=_rule(between(0, 30 * DAY_S, "seconds")))  # 0 = off
+    stuck_tolerance_m: float = field(default=0.0, metadata=_rule(between(0, 1, "metres")))
 
 
 @dataclass(frozen=True)
 class LevelConfig:
     name: str = field(default="", metadata=_rule(level_name))
-    above_m: float = 0.0
+    above_m: float = field(default=0.0, metadata=_rule(ELEVATION))
     # What the outputs do at this level. Empty = the default for its position (see below).
     siren: str = ""
     lamp: str = field(default="", metadata=_rule(one_of("", *LAMPS)))
@@ -205,9 +225,11 @@ class LevelConfig:
 @dataclass(frozen=True)
 class RateConfig:
     enabled: bool = True
-    rise_m_per_h: float = field(default=0.05, metadata=_rule(positive))
-    clear_m_per_h: float = field(default=-1.0)  # negative = half of rise_m_per_h
-    window_s: float = field(default=1800.0, metadata=_rule(positive))
+    rise_m_per_h: float = field(default=0.05, metadata=_rule(between(0.001, 100, "m/h")))
+    clear_m_per_h: float = field(default=-1.0, metadata=_rule(  # -1 = half of rise_m_per_h
+        lambda v: None if v == -1 or 0 <= v <= 100
+        else "must be from 0 to 100 m/h, or -1 (half of rise_m_per_h)"))
+    window_s: float = field(default=1800.0, metadata=_rule(between(1, DAY_S, "seconds")))
     raises: str = "waspada"
 
     @property
@@ -224,11 +246,11 @@ DEFAULT_LEVELS = (
 
 @dataclass(frozen=True)
 class AlarmConfig:
-    deadband_m: float = field(default=0.05, metadata=_rule(non_negative))
-    on_delay_s: float = field(default=0.0, metadata=_rule(non_negative))
-    off_delay_s: float = field(default=900.0, metadata=_rule(non_negative))
-    stale_after_s: float = field(default=120.0, metadata=_rule(positive))
-    restore_within_s: float = field(default=600.0, metadata=_rule(non_negative))  # 0 = never
+    deadband_m: float = field(default=0.05, metadata=_rule(between(0, 10, "metres")))
+    on_delay_s: float = field(default=0.0, metadata=_rule(between(0, 3600, "seconds")))
+    off_delay_s: float = field(default=900.0, metadata=_rule(between(0, DAY_S, "seconds")))
+    stale_after_s: float = field(default=120.0, metadata=_rule(between(1, 7 * DAY_S, "seconds")))
+    restore_within_s: float = field(default=600.0, metadata=_rule(between(0, DAY_S, "seconds")))  # 0 = never
     levels: tuple[LevelConfig, ...] = DEFAULT_LEVELS
     rate: RateConfig = RateConfig()
 
@@ -236,8 +258,8 @@ class AlarmConfig:
 @dataclass(frozen=True)
 class SirenPattern:
     name: str = ""
-    on_s: float = field(default=1.0, metadata=_rule(positive))
-    off_s: float = field(default=0.0, metadata=_rule(non_negative))  # 0 = continuous
+    on_s: float = field(default=1.0, metadata=_rule(between(0.1, 3600, "seconds")))
+    off_s: float = field(default=0.0, metadata=_rule(between(0, 3600, "seconds")))  # 0 = continuous
 
 
 DEFAULT_SIREN_PATTERNS = (
@@ -254,10 +276,10 @@ class OutputsConfig:
     amber_led_pin: int = field(default=23, metadata=_rule(bcm_pin))
     red_led_pin: int = field(default=24, metadata=_rule(bcm_pin))
     silence_button_pin: int = field(default=27, metadata=_rule(bcm_pin))
-    silence_s: float = field(default=600.0, metadata=_rule(non_negative))
-    siren_max_on_s: float = field(default=300.0, metadata=_rule(positive))
-    siren_rest_s: float = field(default=30.0, metadata=_rule(non_negative))
-    heartbeat_s: float = field(default=5.0, metadata=_rule(positive))
+    silence_s: float = field(default=600.0, metadata=_rule(between(0, 7200, "seconds")))
+    siren_max_on_s: float = field(default=300.0, metadata=_rule(between(1, 3600, "seconds")))
+    siren_rest_s: float = field(default=30.0, metadata=_rule(between(0, 600, "seconds")))
+    heartbeat_s: float = field(default=5.0, metadata=_rule(between(0.5, 3600, "seconds")))
     siren_patterns: tuple[SirenPattern, ...] = DEFAULT_SIREN_PATTERNS
 
 
@@ -270,20 +292,20 @@ class UplinkConfig:
     token_file: str = ""  # empty: $CREDENTIALS_DIRECTORY/token (systemd LoadCredential)
     influx_db: str = "gauge"
     batch_max: int = field(default=500, metadata=_rule(between(1, 10000)))
-    connect_timeout_s: float = field(default=5.0, metadata=_rule(positive))
-    read_timeout_s: float = field(default=20.0, metadata=_rule(positive))
+    connect_timeout_s: float = field(default=5.0, metadata=_rule(between(0.1, 300, "seconds")))
+    read_timeout_s: float = field(default=20.0, metadata=_rule(between(0.1, 600, "seconds")))
     # The whole request, however the server trickles: then it is cut and retried.
-    request_deadline_s: float = field(default=60.0, metadata=_rule(positive))
+    request_deadline_s: float = field(default=60.0, metadata=_rule(between(0.1, 3600, "seconds")))
     # http:// to anything but this machine sends the token in clear text: refused unless set.
     allow_insecure_http: bool = False
-    backoff_max_s: float = field(default=300.0, metadata=_rule(positive))
-    retry_after_max_s: float = field(default=3600.0, metadata=_rule(positive))
-    auth_pause_s: float = field(default=60.0, metadata=_rule(positive))
-    heartbeat_s: float = field(default=300.0, metadata=_rule(positive))
+    backoff_max_s: float = field(default=300.0, metadata=_rule(between(0.1, DAY_S, "seconds")))
+    retry_after_max_s: float = field(default=3600.0, metadata=_rule(between(1, DAY_S, "seconds")))
+    auth_pause_s: float = field(default=60.0, metadata=_rule(between(0.1, DAY_S, "seconds")))
+    heartbeat_s: float = field(default=300.0, metadata=_rule(between(0.5, DAY_S, "seconds")))
     verify_tls: bool = True
     ca_bundle: str = ""  # empty: the system's certificate store
-    max_backlog_mb: float = field(default=200.0, metadata=_rule(positive))
-    dead_letter_max: int = field(default=10000, metadata=_rule(at_least(1)))
+    max_backlog_mb: float = field(default=200.0, metadata=_rule(between(0.1, 32768, "MB")))
+    dead_letter_max: int = field(default=10000, metadata=_rule(between(1, 1_000_000)))
 
 
 @dataclass(frozen=True)
@@ -347,7 +369,8 @@ def load_config(path: str | os.PathLike | None = None, overrides: typing.Sequenc
                 *, use_calibration_file: bool = True) -> Config:
     """Read `path` (None = embedded defaults), merge calibration.toml and `--set` overrides.
 
-    Raises ConfigError listing every problem found, one line each.
+    Raises ConfigError listing every problem found, one line each: syntax, each key, the rules
+    between keys, in one pass (a technician fixes them all at once, not one per run).
     """
     data: dict = {}
     problems: list[str] = []
@@ -355,49 +378,132 @@ def load_config(path: str | os.PathLike | None = None, overrides: typing.Sequenc
         path = Path(path)
         data = _read_toml(path, problems)
         calibration_path = path.parent / CALIBRATION_FILE_NAME
-        if use_calibration_file and calibration_path.is_file():
-            calibration = _read_toml(calibration_path, problems)
-            extra = sorted(set(calibration) - {"calibration"})
-            for key in extra:
-                problems.append(f"{calibration_path}: [{key}] does not belong in a calibration file"
-                                " (only [calibration])")
-            if "calibration" in calibration:
-                merged = dict(data.get("calibration", {}))
-                merged.update(calibration["calibration"])
-                data["calibration"] = merged
+        if use_calibration_file and calibration_path.exists():
+            _merge_calibration(data, _read_toml(calibration_path, problems), calibration_path,
+                               problems)
     for override in overrides:
         _apply_override(data, override, problems)
-    if problems:
-        raise ConfigError(problems)
-    return build_config(data)
-
-
-def build_config(data: dict) -> Config:
-    problems: list[str] = []
-    config = _build(Config, data, "", problems)
-    if not problems:
-        _check_relations(config, problems)
+    try:
+        config = build_config(data)
+    except ConfigError as error:
+        raise ConfigError(problems + error.problems) from None
     if problems:
         raise ConfigError(problems)
     return config
 
 
+def _merge_calibration(data: dict, calibration: dict, path: Path, problems: list[str]) -> None:
+    for key in sorted(set(calibration) - {"calibration"}):
+        problems.append(f"{path}: [{key}] does not belong in a calibration file"
+                        " (only [calibration])")
+    section = calibration.get("calibration")
+    if section is None:
+        return
+    if not isinstance(section, dict):
+        problems.append(f"{path}: calibration must be a table ([calibration]),"
+                        f" not {_show(section)}")
+        return
+    merged = data.get("calibration")
+    data["calibration"] = {**(merged if isinstance(merged, dict) else {}), **section}
+
+
+def build_config(data: dict) -> Config:
+    problems: list[str] = []
+    config = _build(Config, data, "", problems)
+    # The rules between keys run even when some keys are wrong, leaving out only the rules
+    # that involve a wrong key (their value was replaced by the default and would mislead).
+    _check_relations(config, Relations(problems))
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+# A syntax error is reported and its line left out, and the rest of the file is still read, up
+# to this many times: the schema problems in the rest of the file are reported in the same run.
+MAX_SYNTAX_PROBLEMS = 20
+_ERROR_POSITION = re.compile(r"\(at line (\d+), column (\d+)\)")
+
+
 def _read_toml(path: Path, problems: list[str]) -> dict:
     try:
-        with open(path, "rb") as handle:
-            return tomllib.load(handle)
-    except FileNotFoundError:
-        problems.append(f"{path}: no such file (pass --config PATH, or create it from the"
-                        " config.toml template)")
-    except PermissionError:
-        problems.append(f"{path}: not readable by this user (check its permissions)")
-    except IsADirectoryError:
-        problems.append(f"{path}: is a directory, not a configuration file")
-    except tomllib.TOMLDecodeError as error:
-        problems.append(f"{path}: not valid TOML: {error}")
-    except UnicodeDecodeError:
-        problems.append(f"{path}: not UTF-8 text")
+        raw = read_small_file(path)
+    except UnreadableFile as error:
+        hint = (" (pass --config PATH, or create it from the config.toml template)"
+                if "no such file" in str(error) else "")
+        problems.append(f"{error}{hint}")
+        return {}
+    try:
+        # utf-8-sig: Windows Notepad starts files with a byte-order mark; it means nothing here.
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = raw[:error.start].count(b"\n") + 1
+        problems.append(f"{path}: line {line}: not UTF-8 text (save the file as UTF-8)")
+        return {}
+    return _parse_toml(text, str(path), problems)
+
+
+def _parse_toml(text: str, where: str, problems: list[str]) -> dict:
+    lines = text.split("\n")
+    for _ in range(MAX_SYNTAX_PROBLEMS):
+        try:
+            return tomllib.loads("\n".join(lines))
+        except tomllib.TOMLDecodeError as error:
+            bad_line, message = _locate_syntax_error(lines, str(error))
+            problems.append(f"{where}: {message}")
+            if bad_line is None:
+                return {}
+            lines[bad_line] = ""   # left out; the rest is still checked
+    problems.append(f"{where}: more than {MAX_SYNTAX_PROBLEMS} syntax errors; stopped reading")
     return {}
+
+
+def _locate_syntax_error(lines: list[str], message: str) -> tuple[int | None, str]:
+    """The index of the line to leave out, and the problem in words that name the key."""
+    if message.startswith("Cannot overwrite a value"):
+        # tomllib gives no line for a key given twice: find it, by key.
+        duplicate = _find_duplicate_key(lines)
+        if duplicate is not None:
+            index, first, key = duplicate
+            return index, (f"line {index + 1}: {key} is given twice (also on line {first + 1});"
+                           " keep one")
+    position = _ERROR_POSITION.search(message)
+    if position is None:
+        return None, f"not valid TOML: {message}"
+    index = int(position.group(1)) - 1
+    if not 0 <= index < len(lines):
+        return None, f"not valid TOML: {message}"
+    what = _ERROR_POSITION.sub("", message).strip()
+    shown = lines[index].strip()
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    return index, f"line {index + 1}: not valid TOML ({what}): {shown!r}"
+
+
+_TABLE_HEADER = re.compile(r"\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+_KEY_LINE = re.compile(r"\s*([A-Za-z0-9_.\-\s\"']+?)\s*=")
+
+
+def _find_duplicate_key(lines: list[str]) -> tuple[int, int, str] | None:
+    """(line index, first line index, dotted key) of the first key given twice in a table."""
+    seen: dict[str, int] = {}
+    table, arrays = "", dict[str, int]()
+    for index, line in enumerate(lines):
+        header = _TABLE_HEADER.match(line)
+        if header:
+            table = header.group(2).replace(" ", "")
+            if header.group(1) == "[[":
+                # Every [[item]] is a table of its own: alarm.levels[0], alarm.levels[1], ...
+                arrays[table] = arrays.get(table, -1) + 1
+                table = f"{table}[{arrays[table]}]"
+            continue
+        key_line = _KEY_LINE.match(line)
+        if not key_line:
+            continue
+        key = ".".join(part.strip().strip("\"'") for part in key_line.group(1).split("."))
+        full = f"{table}.{key}" if table else key
+        if full in seen:
+            return index, seen[full], full
+        seen[full] = index
+    return None
 
 
 _KEY_PART = re.compile(r"([A-Za-z_][A-Za-z0-9_-]*)(?:\[(\d+)\])?")
@@ -506,10 +612,14 @@ def _convert(value: Any, hint: Any, path: str, problems: list[str], default: Any
         return _INVALID
     if hint is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            if not math.isfinite(value):
+            try:
+                number = float(value)     # an integer past 1.8e308 does not fit a float
+            except OverflowError:
+                number = math.inf
+            if not math.isfinite(number):
                 problems.append(f"{path}: {_show(value)} must be a finite number")
                 return _INVALID
-            return float(value)
+            return number
         problems.append(f"{path}: {_show(value)} must be a number")
         return _INVALID
     if hint is int:
@@ -518,10 +628,14 @@ def _convert(value: Any, hint: Any, path: str, problems: list[str], default: Any
         problems.append(f"{path}: {_show(value)} must be a whole number")
         return _INVALID
     if hint is str:
-        if isinstance(value, str):
-            return value
-        problems.append(f"{path}: {_show(value)} must be a string (in quotes)")
-        return _INVALID
+        if not isinstance(value, str):
+            problems.append(f"{path}: {_show(value)} must be a string (in quotes)")
+            return _INVALID
+        if any(not character.isprintable() for character in value):
+            # A NUL in a path crashes `run`; a newline in a name breaks the log and upstream.
+            problems.append(f"{path}: {_show(value)} must not contain control characters")
+            return _INVALID
+        return value
     if dataclasses.is_dataclass(hint):
         return _build(hint, value, path, problems)
     if origin is tuple:
@@ -531,6 +645,10 @@ def _convert(value: Any, hint: Any, path: str, problems: list[str], default: Any
                 problems.append(f"{path}: {_show(value)} must be a table of named entries,"
                                 f" e.g. [{path}.NAME]")
                 return _INVALID
+            for name, entry in value.items():
+                if isinstance(entry, dict) and "name" in entry:
+                    problems.append(f"{path}.{name}.name: the entry's name is its table's"
+                                    f" name ({name!r}); remove this key")
             return tuple(_build(item_hint, {**entry, "name": name} if isinstance(entry, dict)
                                 else entry, f"{path}.{name}", problems)
                          for name, entry in value.items())
@@ -551,62 +669,94 @@ def _unknown_key(path: str, key: str, known: list[str]) -> str:
 
 
 def _show(value: Any) -> str:
+    """A value as the message shows it: short, quoted if text, never the whole of a long one."""
     if isinstance(value, str):
-        return repr(value)
+        return repr(value) if len(value) <= 60 else repr(value[:57]) + "..."
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, dict):
         return "a table"
-    return str(value)
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, int) and abs(value) >= 10**15:
+        return f"a {len(str(abs(value))) if abs(value) < 10**4000 else 'huge'}-digit number"
+    text = str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _check_relations(config: Config, problems: list[str]) -> None:
+class Relations:
+    """Where the rules between keys report. A rule that involves a key already reported as
+    wrong is left out: that key holds its default now, and the complaint would mislead."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        self.wrong = {problem.split(":", 1)[0] for problem in problems}
+
+    def report(self, keys: typing.Sequence[str], message: str) -> None:
+        for key in keys:
+            if any(key == wrong or key.startswith(wrong + ".") or key.startswith(wrong + "[")
+                   or wrong.startswith(key + ".") or wrong.startswith(key + "[")
+                   for wrong in self.wrong):
+                return
+        self.problems.append(message)
+
+
+def _check_relations(config: Config, relations: Relations) -> None:
     """Rules that span several keys."""
+    report = relations.report
     sensor, alarm, outputs = config.sensor, config.alarm, config.outputs
     if sensor.max_range_m <= sensor.min_range_m:
-        problems.append(f"sensor.max_range_m: {sensor.max_range_m} must be above"
-                        f" sensor.min_range_m ({sensor.min_range_m})")
+        report(["sensor.max_range_m", "sensor.min_range_m"],
+               f"sensor.max_range_m: {sensor.max_range_m} must be above"
+               f" sensor.min_range_m ({sensor.min_range_m})")
     if sensor.alarm_interval_s > sensor.interval_s:
-        problems.append(f"sensor.alarm_interval_s: {sensor.alarm_interval_s} must not be longer"
-                        f" than sensor.interval_s ({sensor.interval_s}): sample faster in alarm,"
-                        " not slower")
+        report(["sensor.alarm_interval_s", "sensor.interval_s"],
+               f"sensor.alarm_interval_s: {sensor.alarm_interval_s} must not be longer"
+               f" than sensor.interval_s ({sensor.interval_s}): sample faster in alarm,"
+               " not slower")
     levels = alarm.levels
     if not 1 <= len(levels) <= 6:
-        problems.append(f"alarm.levels: {len(levels)} levels given; 1 to 6 are allowed")
+        report(["alarm.levels"], f"alarm.levels: {len(levels)} levels given; 1 to 6 are allowed")
     seen: dict[str, int] = {}
+    pattern_names = [p.name for p in outputs.siren_patterns]
     for i, level in enumerate(levels):
+        key = f"alarm.levels[{i}]"
         if not level.name:
-            problems.append(f"alarm.levels[{i}].name: missing; every level needs a name")
+            report([f"{key}.name"], f"{key}.name: missing; every level needs a name")
         elif level.name in seen:
-            problems.append(f"alarm.levels[{i}].name: {level.name!r} is already the name of"
-                            f" alarm.levels[{seen[level.name]}]")
+            report([f"{key}.name"], f"{key}.name: {level.name!r} is already the name of"
+                                    f" alarm.levels[{seen[level.name]}]")
         seen.setdefault(level.name, i)
         if i > 0 and level.above_m <= levels[i - 1].above_m:
-            problems.append(f"alarm.levels[{i}].above_m: {level.above_m} must be above"
-                            f" alarm.levels[{i - 1}].above_m ({levels[i - 1].above_m})")
-        pattern_names = [p.name for p in outputs.siren_patterns]
+            report([f"{key}.above_m", f"alarm.levels[{i - 1}].above_m"],
+                   f"{key}.above_m: {level.above_m} must be above"
+                   f" alarm.levels[{i - 1}].above_m ({levels[i - 1].above_m})")
         if level.siren and level.siren != "off" and level.siren not in pattern_names:
-            problems.append(f"alarm.levels[{i}].siren: {level.siren!r} must be 'off' or a pattern"
-                            f" from outputs.siren_patterns ({', '.join(pattern_names)})")
+            report([f"{key}.siren", "outputs.siren_patterns"],
+                   f"{key}.siren: {level.siren!r} must be 'off' or a pattern"
+                   f" from outputs.siren_patterns ({', '.join(pattern_names)})")
     for i in range(1, len(levels)):
         gap = levels[i].above_m - levels[i - 1].above_m
         if 0 < gap <= alarm.deadband_m:
-            problems.append(f"alarm.deadband_m: {alarm.deadband_m} must be smaller than the gap"
-                            f" between alarm.levels[{i - 1}] and alarm.levels[{i}] ({gap:.3f})")
+            report(["alarm.deadband_m", f"alarm.levels[{i}].above_m",
+                    f"alarm.levels[{i - 1}].above_m"],
+                   f"alarm.deadband_m: {alarm.deadband_m} must be smaller than the gap"
+                   f" between alarm.levels[{i - 1}] and alarm.levels[{i}] ({gap:.3f})")
     rate = alarm.rate
     if rate.enabled:
         if rate.raises not in seen:
-            problems.append(f"alarm.rate.raises: {rate.raises!r} must be one of the level names"
-                            f" ({', '.join(level.name for level in levels)})")
+            report(["alarm.rate.raises", "alarm.levels"],
+                   f"alarm.rate.raises: {rate.raises!r} must be one of the level names"
+                   f" ({', '.join(level.name for level in levels)})")
         if rate.effective_clear_m_per_h >= rate.rise_m_per_h:
-            problems.append(f"alarm.rate.clear_m_per_h: {rate.clear_m_per_h} must be below"
-                            f" alarm.rate.rise_m_per_h ({rate.rise_m_per_h})")
-    pattern_seen: set[str] = set()
+            report(["alarm.rate.clear_m_per_h", "alarm.rate.rise_m_per_h"],
+                   f"alarm.rate.clear_m_per_h: {rate.clear_m_per_h} must be below"
+                   f" alarm.rate.rise_m_per_h ({rate.rise_m_per_h})")
     for pattern in outputs.siren_patterns:
         if pattern.name == "off" or not re.fullmatch(r"[a-z][a-z0-9_-]{0,31}", pattern.name):
-            problems.append(f"outputs.siren_patterns.{pattern.name}: the name must be lower-case"
-                            " letters, digits, '-' or '_', and not 'off'")
-        pattern_seen.add(pattern.name)
+            report([f"outputs.siren_patterns.{pattern.name}"],
+                   f"outputs.siren_patterns.{pattern.name}: the name must be lower-case"
+                   " letters, digits, '-' or '_', and not 'off'")
     pins = {
         "outputs.siren_pin": outputs.siren_pin,
         "outputs.green_led_pin": outputs.green_led_pin,
@@ -622,16 +772,19 @@ def _check_relations(config: Config, problems: list[str]) -> None:
     by_pin: dict[int, str] = {}
     for key, pin in pins.items():
         if pin in by_pin:
-            problems.append(f"{key}: {pin} is already used by {by_pin[pin]}")
+            report([key, by_pin[pin], "sensor.kind"],
+                   f"{key}: {pin} is already used by {by_pin[pin]}")
         by_pin.setdefault(pin, key)
-    _check_watchdog(sensor, problems)
-    _check_uplink(config.uplink, problems)
+    _check_watchdog(sensor, report)
+    _check_uplink(config.uplink, report)
+    _check_paths(config, report)
     if config.sensor.kind != "modbus-pressure" and config.calibration.sensor_elevation_m <= 0:
-        problems.append(f"calibration.sensor_elevation_m: {config.calibration.sensor_elevation_m}"
-                        " must be above 0 for a distance sensor (the level of the sensor face)")
+        report(["calibration.sensor_elevation_m", "sensor.kind"],
+               f"calibration.sensor_elevation_m: {config.calibration.sensor_elevation_m}"
+               " must be above 0 for a distance sensor (the level of the sensor face)")
 
 
-def _check_uplink(uplink: UplinkConfig, problems: list[str]) -> None:
+def _check_uplink(uplink: UplinkConfig, report: Callable) -> None:
     if not uplink.url:
         return
     try:
@@ -639,19 +792,41 @@ def _check_uplink(uplink: UplinkConfig, problems: list[str]) -> None:
         host = parts.hostname
         parts.port   # noqa: B018 - raises on a port that is not a number
     except ValueError as error:
-        problems.append(f"uplink.url: {uplink.url!r} is not a usable URL ({error})")
+        report(["uplink.url"], f"uplink.url: {uplink.url!r} is not a usable URL ({error})")
         return
     if not host:
-        problems.append(f"uplink.url: {uplink.url!r} has no host")
+        report(["uplink.url"], f"uplink.url: {uplink.url!r} has no host")
         return
     loopback = is_loopback_host(host)
     if parts.scheme == "http" and not loopback and not uplink.allow_insecure_http:
-        problems.append(f"uplink.url: {uplink.url!r} would send the token and the readings"
-                        " unencrypted; use https://, or set uplink.allow_insecure_http = true"
-                        " on a network you trust")
+        report(["uplink.url", "uplink.allow_insecure_http"],
+               f"uplink.url: {uplink.url!r} would send the token and the readings"
+               " unencrypted; use https://, or set uplink.allow_insecure_http = true"
+               " on a network you trust")
     if uplink.request_deadline_s < uplink.connect_timeout_s:
-        problems.append(f"uplink.request_deadline_s: {uplink.request_deadline_s} must be at"
-                        f" least uplink.connect_timeout_s ({uplink.connect_timeout_s})")
+        report(["uplink.request_deadline_s", "uplink.connect_timeout_s"],
+               f"uplink.request_deadline_s: {uplink.request_deadline_s} must be at"
+               f" least uplink.connect_timeout_s ({uplink.connect_timeout_s})")
+
+
+def _check_paths(config: Config, report: Callable) -> None:
+    """What `run` opens: a path that cannot work is a problem now, not a restart loop later."""
+    for key, value in (("storage.state_dir", config.storage.state_dir),
+                       ("storage.runtime_dir", config.storage.runtime_dir)):
+        if not os.path.isabs(value):
+            report([key], f"{key}: {value!r} must be an absolute path (the service's working"
+                          " directory is not yours)")
+    for key, value in (("uplink.token_file", config.uplink.token_file),
+                       ("uplink.ca_bundle", config.uplink.ca_bundle)):
+        if not value:
+            continue
+        if not os.path.isabs(value):
+            report([key], f"{key}: {value!r} must be an absolute path")
+        elif key == "uplink.ca_bundle" and not is_regular_file(value):
+            report([key], f"{key}: {value!r} is not a file (the CA certificates in PEM, or"
+                          " empty for the system's store)")
+        elif os.path.exists(value) and not is_regular_file(value):
+            report([key], f"{key}: {value!r} is not a regular file")
 
 
 def is_loopback_host(host: str) -> bool:
@@ -662,6 +837,10 @@ def is_loopback_host(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+_DRIVER_SECTION = {"hcsr04": "hcsr04", "serial-ultrasonic": "serial",
+                   "modbus-pressure": "modbus"}
 
 
 def longest_sample_s(sensor: SensorConfig) -> float:
@@ -678,12 +857,13 @@ def watchdog_s() -> float:
     return int(usec) / 1e6 if usec.isdigit() and int(usec) > 0 else UNIT_WATCHDOG_S
 
 
-def _check_watchdog(sensor: SensorConfig, problems: list[str]) -> None:
+def _check_watchdog(sensor: SensorConfig, report: Callable) -> None:
     """The loop pings systemd's watchdog every WatchdogSec/2 between samples; a sample that can
     take longer than that would get a healthy daemon killed."""
     longest, limit = longest_sample_s(sensor), watchdog_s() / 2
     if longest >= limit:
-        problems.append(
+        report(
+            ["sensor.burst", "sensor.kind", f"sensor.{_DRIVER_SECTION.get(sensor.kind, '')}"],
             f"sensor.burst: {sensor.burst} reads that all time out keep one sample"
             f" {longest:g} s in the driver; it must stay under {limit:g} s (half the"
             f" unit's WatchdogSec={watchdog_s():g}): lower sensor.burst or the sensor's"

@@ -12,6 +12,7 @@ the monotonic clock, and a status file that cannot be written is logged, not fat
 
 from __future__ import annotations
 
+import dataclasses
 import faulthandler
 import json
 import logging
@@ -30,7 +31,8 @@ from agent import __version__
 from agent import clock as host_clock
 from agent.alarm import AlarmEngine, Event, format_utc
 from agent.annunciator import Annunciator
-from agent.config import Config
+from agent.config import Config, load_config
+from agent.errors import ConfigError, GaugeError
 from agent.outbox import EVENT, HEARTBEAT, READING, SALVAGE_PREFIX, Outbox
 from agent.pipeline import Measurement, Pipeline
 from agent.sensors import RawRead, SensorDriver, open_sensor
@@ -106,6 +108,9 @@ class Daemon:
         self.last_heartbeat: float | None = None
         self.warning_file = warning_file  # where the warning is kept across restarts
         self.salvage_drains: list[tuple[Outbox, Uploader]] = []
+        # SIGHUP: reloader(running config) -> a new valid Config, or None to keep running.
+        self.reloader: Callable[[Config], Config | None] | None = None
+        self.reload_config: Config | None = None
         self.since_boot = since_boot
         self.boot_id = boot_id if boot_id is not None else host_clock.boot_id()
         self.clock_synchronised = clock_synchronised or host_clock.SyncWatch()
@@ -401,15 +406,42 @@ class Daemon:
                 if ping_every is not None:
                     wake = min(wake, self.clock() + ping_every)
                 stop.wait(max(0.0, wake - self.clock()))
+                if self._reload_requested(stop):
+                    break
         finally:
-            self.notifier.stopping()
             self.outputs_stop.set()
             self.output_thread.join(timeout=2)
-            if self.status is not None:
-                record = self.status_record()
-                record["running"] = False
-                self.status.write(record)
-            log.info("gauge-agent stopped after %d samples", self.samples)
+            if self.reload_config is not None:
+                # The pins keep their state until the next Daemon's output thread takes over.
+                self.notifier.notify("RELOADING=1")
+                log.info("reloading the configuration after %d samples", self.samples)
+            else:
+                self.notifier.stopping()
+                if self.status is not None:
+                    record = self.status_record()
+                    record["running"] = False
+                    self.status.write(record)
+                log.info("gauge-agent stopped after %d samples", self.samples)
+
+    def _reload_requested(self, stop) -> bool:
+        """A SIGHUP came: True when the reloader gave a new, valid configuration. A file with
+        problems is reported by the reloader and sampling goes on with the running one."""
+        take = getattr(stop, "take_reload", None)   # tests may pass a threading.Event
+        if take is None or not take() or self.reloader is None:
+            return False
+        self.reload_config = self.reloader(self.config)
+        return self.reload_config is not None
+
+    def take_over(self, previous: "Daemon") -> None:
+        """After a reload: carry on from the previous Daemon's warning, silence and duty cycle,
+        so a reload during a flood neither drops nor re-sounds anything."""
+        engine = previous.engine
+        if not self.engine.restore(engine.state_name, engine.rate_active):
+            log.warning("the levels were renamed: the warning %s is not taken over; the next"
+                        " readings decide", engine.state_name)
+        self.annunciator.take_over(previous.annunciator)
+        self.samples = previous.samples
+        self.salvage_drains = previous.salvage_drains
 
 
 def _disk_free_mb(path: Path) -> float | None:
@@ -485,9 +517,32 @@ class StopRequest:
         os.set_blocking(self._read, False)
         os.set_blocking(self._write, False)
         self._requested = False
+        self._reload = False
 
     def set(self) -> None:
         self._requested = True
+        self._wake()
+
+    def request_reload(self) -> None:
+        """SIGHUP: wake the loop to read the configuration again (it does not stop)."""
+        self._reload = True
+        self._wake()
+
+    def take_reload(self) -> bool:
+        """True once per reload request; empties the pipe so the next wait waits again."""
+        if not self._reload:
+            return False
+        self._reload = False
+        try:
+            while os.read(self._read, 64):
+                pass
+        except OSError:
+            pass   # empty
+        if self._requested:
+            self._wake()   # a stop that came meanwhile must still wake the loop
+        return True
+
+    def _wake(self) -> None:
         try:
             os.write(self._write, b"!")
         except OSError:
@@ -512,11 +567,30 @@ class StopRequest:
                 pass
 
 
-def run_daemon(config: Config, simulate: bool = False) -> int:
-    """`gauge-agent run`: build the real parts, run until SIGTERM/SIGINT/SIGHUP, release the
-    pins. (SIGHUP stops cleanly too: under systemd the unit starts it again with the files as
-    they are now, which is a reload.)"""
+def run_daemon(config: Config, simulate: bool = False, config_path: Path | None = None) -> int:
+    """`gauge-agent run`: build the real parts, run until SIGTERM/SIGINT, release the pins.
+    SIGHUP (`systemctl reload gauge-agent`) reads `config_path` and its calibration again: a
+    valid file is applied without a stop, a file with problems is reported and the running
+    configuration kept."""
     _setup_logging()
+    stop = StopRequest()
+
+    def request_stop(signum: int, _frame: object) -> None:
+        log.info("%s received, stopping", signal.Signals(signum).name)
+        stop.set()
+
+    def request_reload(_signum: int, _frame: object) -> None:
+        stop.request_reload()
+
+    # First of all: a signal during start-up must not kill the process with the pins as
+    # they are (SIGHUP's default action is to terminate).
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, request_stop)
+    signal.signal(signal.SIGHUP, request_reload)
+    # `kill -USR1 <pid>` writes every thread's stack to the journal: how a technician
+    # shows us a gauge that hangs, without stopping its siren.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
+
     lock = StateLock(Path(config.storage.state_dir)).acquire()
     pin_factory = None
     if simulate:
@@ -524,7 +598,6 @@ def run_daemon(config: Config, simulate: bool = False) -> int:
         pin_factory = MockFactory()
     from agent.outputs import GpioOutputs
 
-    stop = StopRequest()
     health = ThreadHealth()
     sensor = None
     daemon: Daemon | None = None
@@ -541,23 +614,46 @@ def run_daemon(config: Config, simulate: bool = False) -> int:
             uploader.start()
             drains = salvage_uploaders(config, health)
         status = StatusWriter(Path(config.storage.runtime_dir))
-        daemon = Daemon(config, sensor, outputs.apply, status=status, simulated=simulate,
-                        notifier=Notifier(), outbox=outbox, uploader=uploader,
-                        storage_problem=storage_problem,
-                        warning_file=Path(config.storage.runtime_dir) / WARNING_FILE_NAME,
-                        health=health)
+
+        def build(running: Config) -> Daemon:
+            built = Daemon(running, sensor, outputs.apply, status=status, simulated=simulate,
+                           notifier=Notifier(), outbox=outbox, uploader=uploader,
+                           storage_problem=storage_problem,
+                           warning_file=Path(running.storage.runtime_dir) / WARNING_FILE_NAME,
+                           health=health)
+            built.reloader = lambda current: reread_configuration(config_path, current)
+            return built
+
+        daemon = build(config)
         daemon.salvage_drains = drains
-
-        def request_stop(signum: int, _frame: object) -> None:
-            log.info("%s received, stopping", signal.Signals(signum).name)
-            stop.set()
-
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(signum, request_stop)
-        # `kill -USR1 <pid>` writes every thread's stack to the journal: how a technician
-        # shows us a gauge that hangs, without stopping its siren.
-        faulthandler.register(signal.SIGUSR1, all_threads=True)
-        daemon.run(stop)
+        while True:
+            daemon.run(stop)
+            new = daemon.reload_config
+            if new is None:
+                break
+            # Everything that depends on the configuration is made again; the outbox, the
+            # lock and the status file stay (storage.* waits for a restart).
+            sensor.close()
+            try:
+                sensor = open_sensor(new, simulate=simulate, pin_factory=pin_factory)
+            except GaugeError as error:
+                log.error("reload: %s; the running configuration stays", error)
+                new = config
+                sensor = open_sensor(config, simulate=simulate, pin_factory=pin_factory)
+            if uploader is not None and new.uplink != config.uplink:
+                uploader.stop(timeout=1.0)
+                uploader = None
+            if uploader is None and outbox is not None and new.uplink.url:
+                uploader = Uploader(outbox, new.uplink, new.station.id, health=health)
+                uploader.start()
+            if new.outputs != config.outputs:
+                outputs.close()   # other pins: released, then claimed again below
+                outputs = GpioOutputs(new.outputs, pin_factory=pin_factory,
+                                      on_silence=lambda: _silence(daemon))
+            previous, config = daemon, new
+            daemon = build(config)
+            daemon.take_over(previous)
+            log.info("configuration reloaded")
     finally:
         if outputs is not None:
             released = outputs.close()
@@ -575,6 +671,30 @@ def run_daemon(config: Config, simulate: bool = False) -> int:
         lock.release()
         stop.close()
     return 0
+
+
+def reread_configuration(path: Path | None, running: Config) -> Config | None:
+    """The configuration file and calibration as they are now, if they are valid and differ
+    from the running ones; None (with the reason logged) to keep running as is."""
+    if path is None:
+        log.warning("SIGHUP: started without a configuration file; nothing to reload")
+        return None
+    try:
+        new = load_config(path)
+    except ConfigError as error:
+        for problem in error.problems:
+            log.error("reload refused: %s", problem)
+        log.error("SIGHUP: %s has %d problem(s); the running configuration stays", path,
+                  len(error.problems))
+        return None
+    if new.storage != running.storage:
+        log.warning("SIGHUP: storage.* changed; that takes a restart (sudo systemctl restart"
+                    " gauge-agent). The rest is applied now.")
+        new = dataclasses.replace(new, storage=running.storage)
+    if new == running:
+        log.info("SIGHUP: %s is unchanged", path)
+        return None
+    return new
 
 
 def _silence(daemon: Daemon | None) -> None:

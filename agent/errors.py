@@ -15,6 +15,11 @@ class ConfigError(GaugeError):
         super().__init__("\n".join(self.problems))
 
 
+class UnreadableFile(GaugeError):
+    """A file a person gave the agent cannot be read: missing, not permitted, a directory, a
+    FIFO or device, too large. The message names the path and the reason."""
+
+
 class InstallationError(GaugeError):
     """Something the configuration needs is not installed or not reachable on this machine: a
     sensor kind's library, the GPIO back-end. Restarting will not fix it (exit code 78, which

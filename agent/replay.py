@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import io
+import math
+import os
+import re
 import sys
 import time as time_module
 from dataclasses import dataclass, field
@@ -18,7 +22,8 @@ from typing import IO, Callable, Iterable, Iterator
 
 from agent.alarm import AlarmEngine, Event, format_utc
 from agent.config import Config
-from agent.errors import ReplayInputError
+from agent.errors import ReplayInputError, UnreadableFile
+from agent.files import open_regular
 from agent.pipeline import (ACQUIRING, FALSE_ECHO, IMPLAUSIBLE, NOT_A_NUMBER, UNCONFIRMED, UNIT_TO_M,
                             Measurement, Pipeline)
 
@@ -92,42 +97,82 @@ class Trace:
     false_echoes: list[float] = field(default_factory=list)   # learned, as levels
 
 
+# Numbers as loggers write them: ASCII digits, one sign, one decimal point, an exponent.
+# Python's float() also takes "7_5" (75), "١٢" (Arabic-Indic digits), "nan" and "inf", which no
+# logger writes and which could sound a false Awas: they are "no reading" here.
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+# Times a replay can stand for: 1900 to 2100 (also keeps every later date conversion in range).
+EARLIEST_TIME = -2208988800.0
+LATEST_TIME = 4102444800.0
+
+
+def parse_number(text: str) -> float | None:
+    text = text.strip()
+    if not _NUMBER.fullmatch(text):
+        return None
+    value = float(text)
+    return value if math.isfinite(value) else None
+
+
 def parse_time(text: str) -> float | None:
     """ISO 8601 with offset or Z (naive = UTC), or epoch seconds. None if it is neither."""
     text = text.strip()
-    if not text:
+    if not text or not text.isascii():
         return None
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
-    try:
-        moment = dt.datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.timezone.utc)
-    return moment.timestamp()
+    moment_s = parse_number(text)
+    if moment_s is None:
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        try:
+            moment = dt.datetime.fromisoformat(text)
+        except ValueError:
+            return None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=dt.timezone.utc)
+        try:
+            moment_s = moment.timestamp()
+        except (OverflowError, ValueError):
+            return None
+    return moment_s if EARLIEST_TIME <= moment_s <= LATEST_TIME else None
 
 
 def parse_value(text: str) -> float | None:
-    try:
-        return float(text)
-    except ValueError:
-        return None
+    return parse_number(text)
 
 
 def _open_text(path: Path) -> IO[str]:
+    """The recording as text; `-` is standard input. Only regular files: a FIFO or a device
+    would make replay wait or read for ever."""
+    if str(path) == "-":
+        return io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig", errors="replace",
+                                newline="")
     try:
-        return open(path, newline="", encoding="utf-8-sig", errors="replace")
-    except FileNotFoundError:
-        raise ReplayInputError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ReplayInputError(f"{path}: is a directory, not a CSV file") from None
-    except PermissionError:
-        raise ReplayInputError(f"{path}: not readable by this user") from None
+        fd = open_regular(path)
+    except UnreadableFile as error:
+        raise ReplayInputError(str(error)) from None
+    handle = os.fdopen(fd, "rb")
+    if handle.peek(2)[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        handle.close()
+        raise ReplayInputError(f"{path}: is UTF-16 text (Excel's \"Unicode Text\"); save it as"
+                               " \"CSV UTF-8\" and replay that")
+    return io.TextIOWrapper(handle, encoding="utf-8-sig", errors="replace", newline="")
+
+
+def _csv_rows(handle: IO[str], path: Path, counts: "ReplayCounts") -> Iterator[list[str]]:
+    """csv.reader over the file, where a NUL byte, a field past the csv module's limit or a
+    read error is a counted bad row or a one-line error, never a traceback."""
+    reader = csv.reader(line.replace("\0", "") for line in handle)
+    while True:
+        try:
+            yield next(reader)
+        except StopIteration:
+            return
+        except csv.Error:
+            counts.rows += 1
+            counts.malformed += 1
+        except OSError as error:
+            raise ReplayInputError(f"{path}: cannot be read ({error.strerror or error})") \
+                from None
 
 
 def _column(header: list[str], name: str, what: str, path: Path) -> int:
@@ -135,6 +180,8 @@ def _column(header: list[str], name: str, what: str, path: Path) -> int:
         return header.index(name)
     except ValueError:
         columns = ", ".join(repr(c) for c in header if c)
+        if len(columns) > 200:      # a binary file's "header": one line, not a screenful
+            columns = columns[:200] + ", ..."
         raise ReplayInputError(f"{path}: no column {name!r} for the {what} (columns: {columns};"
                                f" choose one with --{what}-column)") from None
 
@@ -156,7 +203,7 @@ class Replay:
         """(time, raw value or None) for each usable row, in time order; counts the rest."""
         options, counts = self.options, self.counts
         with _open_text(path) as handle:
-            reader = csv.reader(handle)
+            reader = _csv_rows(handle, path, counts)
             header = next(reader, None)
             if header is None:
                 raise ReplayInputError(f"{path}: empty file (a header row is needed)")

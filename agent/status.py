@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import sys
 import time
 from pathlib import Path
 
 from agent.config import Config
-from agent.errors import StatusUnavailable
+from agent.errors import StatusUnavailable, UnreadableFile
+from agent.files import read_small_file
 
 log = logging.getLogger("gauge-agent")
 
@@ -45,51 +47,85 @@ class StatusWriter:
 
 
 def read_status(config: Config) -> dict:
+    """The status file as a dict; StatusUnavailable (one line) when it is missing, half-written
+    or damaged."""
     path = Path(config.storage.runtime_dir) / STATUS_FILE_NAME
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise StatusUnavailable(f"no status at {path}: is the daemon running?"
-                                " (systemctl status gauge-agent)") from None
-    except (OSError, ValueError) as error:
-        raise StatusUnavailable(f"cannot read {path}: {error}") from None
+        status = json.loads(read_small_file(path).decode("utf-8"))
+    except UnreadableFile as error:
+        if "no such file" in str(error):
+            raise StatusUnavailable(f"no status at {path}: is the daemon running?"
+                                    " (systemctl status gauge-agent)") from None
+        raise StatusUnavailable(str(error)) from None
+    except (ValueError, RecursionError) as error:     # UnicodeDecodeError is a ValueError
+        raise StatusUnavailable(f"{path} is damaged ({str(error)[:100]}); the daemon rewrites"
+                                " it every sample") from None
+    if not isinstance(status, dict):
+        raise StatusUnavailable(f"{path} is damaged (not a JSON object); the daemon rewrites"
+                                " it every sample")
+    return status
+
+
+# The status file is read by people's tools too: every field is taken as it may come, a
+# wrong type shows as "?" instead of a traceback.
+def _number(status: dict, key: str) -> float | None:
+    value = status.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _text(status: dict, key: str) -> str:
+    value = status.get(key)
+    return value if isinstance(value, str) else "?"
+
+
+def _table(status: dict, key: str) -> dict:
+    value = status.get(key)
+    return value if isinstance(value, dict) else {}
 
 
 def age_s(status: dict, now: float) -> float:
-    return now - float(status.get("updated_epoch", 0))
+    return now - (_number(status, "updated_epoch") or 0.0)
 
 
 def is_fresh(status: dict, now: float) -> bool:
     """Written recently enough that the daemon is evidently alive (three sample periods)."""
-    return status.get("running", False) and age_s(status, now) <= 3 * status.get("interval_s", 10) + 5
+    interval = _number(status, "interval_s") or 10.0
+    return status.get("running") is True and age_s(status, now) <= 3 * interval + 5
 
 
 def one_line(status: dict, now: float) -> str:
-    level = status.get("level_m")
-    rate = status.get("rate_m_per_h")
-    siren = status.get("siren", {})
-    faults = ",".join(status.get("faults", [])) or "none"
+    level = _number(status, "level_m")
+    rate = _number(status, "rate_m_per_h")
+    siren = _table(status, "siren")
+    faults = status.get("faults")
+    faults = ",".join(str(f) for f in faults) if isinstance(faults, list) and faults else "none"
     freshness = "" if is_fresh(status, now) else (
-        "  [STOPPED]" if not status.get("running") else f"  [STALE {age_s(status, now):.0f} s]")
-    siren_text = siren.get("pattern", "?") + (" (silenced)" if siren.get("silenced") else "")
-    return (f"{status.get('updated', '?')}  {status.get('station', '?')}  level "
+        "  [STOPPED]" if status.get("running") is not True
+        else f"  [STALE {age_s(status, now):.0f} s]")
+    siren_text = _text(siren, "pattern") + (" (silenced)" if siren.get("silenced") is True
+                                            else "")
+    return (f"{_text(status, 'updated')}  {_text(status, 'station')}  level "
             f"{'---' if level is None else f'{level:6.3f} m'}  rate "
-            f"{'---' if rate is None else f'{rate:+.3f} m/h'}  state {status.get('state', '?').upper()}"
-            f"  warning {status.get('warning', '?').upper()}  siren {siren_text}  faults {faults}"
-            f"{_upstream_text(status, now)}{freshness}")
+            f"{'---' if rate is None else f'{rate:+.3f} m/h'}  state"
+            f" {_text(status, 'state').upper()}  warning {_text(status, 'warning').upper()}"
+            f"  siren {siren_text}  faults {faults}{_upstream_text(status, now)}{freshness}")
 
 
 def _upstream_text(status: dict, now: float) -> str:
-    outbox = status.get("outbox") or {}
-    if "depth" not in outbox:
+    outbox = _table(status, "outbox")
+    depth = _number(outbox, "depth")
+    if depth is None:
         return ""
-    text = f"  queue {outbox['depth'] + outbox.get('pending', 0)}"
-    uplink = status.get("uplink")
-    if uplink is None:
+    text = f"  queue {depth + (_number(outbox, 'pending') or 0):.0f}"
+    if status.get("uplink") is None:
         return text + " (store only)"
-    last = uplink.get("last_upload")
+    uplink = _table(status, "uplink")
+    last = _number(uplink, "last_upload")
     text += "  last upload " + ("never" if last is None else f"{now - last:.0f} s ago")
-    return text + (f" ({uplink['last_error']})" if uplink.get("last_error") else "")
+    error = uplink.get("last_error")
+    return text + (f" ({error})" if isinstance(error, str) and error else "")
 
 
 def show_status(config: Config, as_json: bool = False, watch: float | None = None) -> int:

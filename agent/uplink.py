@@ -49,6 +49,8 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from agent.config import UplinkConfig, is_loopback_host
+from agent.errors import UnreadableFile
+from agent.files import read_small_file
 from agent.outbox import Outbox, Record
 from agent.supervision import LoopThread, ThreadHealth
 from agent.wire import INFLUX_CONTENT_TYPE, NATIVE_CONTENT_TYPE, encode_influx, encode_native
@@ -63,6 +65,7 @@ REFUSING_AFTER = 5           # records refused in a row, none accepted: the upst
 # What the unit's SetCredential= hands over when /etc/gauge-agent/token does not exist (systemd
 # 252 refuses an empty value): no token, so the gauge stores its readings until one is installed.
 NO_TOKEN_PLACEHOLDER = "no-token-installed"
+TOKEN_FILE_LIMIT = 64 * 1024   # a token is a line; a bigger file is the wrong file
 
 
 def redact_url(url: str) -> str:
@@ -101,12 +104,17 @@ class TokenSource:
         if path is None:
             return None
         try:
-            text = path.read_text(encoding="utf-8-sig")   # -sig: a BOM from Windows Notepad
+            raw = read_small_file(path, TOKEN_FILE_LIMIT)
+        except UnreadableFile as error:
+            if not path.exists():
+                log.error("cannot read the upstream token: %s", error)
+                return None
+            # There, but a FIFO, a device, too large or not permitted: a technician must look.
+            return self._refuse(f"the token file {error}")
+        try:
+            text = raw.decode("utf-8-sig")   # -sig: a BOM from Windows Notepad
         except UnicodeDecodeError:
             return self._refuse(f"the token file {path} is not UTF-8 text")
-        except OSError as error:
-            log.error("cannot read the upstream token from %s: %s", path, error.strerror)
-            return None
         self._check_mode(path)
         lines = [line.strip() for line in text.splitlines() if line.strip()]
         if not lines:

@@ -29,14 +29,12 @@ raise = "waspada"
 """, encoding="utf-8")
     result = run_cli("check-config", "--config", str(path))
     assert result.returncode == 78
+    # Every kind of problem in one run: a wrong value, an unknown key, a rule between keys.
     assert result.stderr.splitlines() == [
-        "sensor.interval_s: 0 must be greater than 0",
+        "sensor.interval_s: 0 must be from 0.01 to 3600 seconds",
         "alarm.rate.raise: unknown key (did you mean 'raises'?)",
+        "alarm.levels[1].above_m: 7.2 must be above alarm.levels[0].above_m (7.5)",
     ]
-    path.write_text(path.read_text().replace("interval_s = 0", "").replace("raise =", "raises ="))
-    result = run_cli("check-config", "--config", str(path))
-    assert (result.returncode, result.stderr.splitlines()) == (78, [
-        "alarm.levels[1].above_m: 7.2 must be above alarm.levels[0].above_m (7.5)"])
     assert result.stdout == ""
 
 
@@ -53,7 +51,7 @@ def test_run_with_a_bad_configuration_exits_78_without_a_traceback(tmp_path):
     path.write_text("[alarm]\nstale_after_s = -5\n", encoding="utf-8")
     result = run_cli("run", "--simulate", "--config", str(path))
     assert result.returncode == 78
-    assert result.stderr.strip() == "alarm.stale_after_s: -5 must be greater than 0"
+    assert result.stderr.strip() == "alarm.stale_after_s: -5 must be from 1 to 604800 seconds"
 
 
 def test_usage_errors_exit_2():

@@ -68,8 +68,8 @@ def test_every_problem_is_reported_at_once():
     assert found == [
         "sensor.kind: 'laser' must be one of 'hcsr04', 'serial-ultrasonic', 'modbus-pressure',"
         " 'simulated'",
-        "sensor.interval_s: -1 must be greater than 0",
-        "sensor.burst: 0 must be at least 1",
+        "sensor.interval_s: -1 must be from 0.01 to 3600 seconds",
+        "sensor.burst: 0 must be from 1 to 50",
         "outputs.siren_pin: 99 must be a BCM GPIO number from 0 to 27",
     ]
 
@@ -202,3 +202,142 @@ def test_plain_http_to_another_machine_is_refused_unless_allowed(url, allowed):
 @pytest.mark.parametrize("url", ["http://[::1", "https://host:port/x", "https:///path"])
 def test_an_uplink_url_run_could_not_use_is_a_problem_not_a_crash_at_start(url):
     assert problems_of({"uplink": {"url": url}})[0].startswith("uplink.url:")
+
+
+# -- issue #10: every bad input gets a clear answer ------------------------------------------
+
+
+def test_a_syntax_error_does_not_hide_the_problems_in_the_rest_of_the_file(tmp_path):
+    path = write(tmp_path, "[sensor]\ninterval_s = 0\nburst = = 5\n[alarm]\noff_delay_s = -1\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert caught.value.problems == [
+        f"{path}: line 3: not valid TOML (Invalid value): 'burst = = 5'",
+        "sensor.interval_s: 0 must be from 0.01 to 3600 seconds",
+        "alarm.off_delay_s: -1 must be from 0 to 86400 seconds",
+    ]
+
+
+def test_a_bad_set_option_does_not_hide_the_files_problems(tmp_path):
+    path = write(tmp_path, "[sensor]\nburst = 0\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, ["station.id=benanga"])
+    assert [problem.split(":")[0] for problem in caught.value.problems] == [
+        "--set station.id", "sensor.burst"]
+
+
+def test_a_key_given_twice_is_named_by_its_key_and_lines(tmp_path):
+    path = write(tmp_path, "[sensor]\nburst = 3\n\n[[alarm.levels]]\nname = 'waspada'\n"
+                           "above_m = 1\n[[alarm.levels]]\nname = 'b'\nabove_m = 2\nabove_m = 3\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert caught.value.problems == [
+        f"{path}: line 10: alarm.levels[1].above_m is given twice (also on line 9); keep one"]
+
+
+def test_a_file_saved_with_a_byte_order_mark_reads_as_any_other(tmp_path):
+    path = tmp_path / "config.toml"
+    path.write_bytes(b"\xef\xbb\xbf[station]\nid = \"bom-1\"\n")    # Windows Notepad
+    assert load_config(path).station.id == "bom-1"
+
+
+def test_text_that_is_not_utf8_names_the_line(tmp_path):
+    path = tmp_path / "config.toml"
+    path.write_bytes(b"[station]\nname = \"Bendungan \xe9\"\n")        # Latin-1
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert caught.value.problems == [f"{path}: line 2: not UTF-8 text (save the file as UTF-8)"]
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("[sensor]\ninterval_s = 1" + "0" * 400 + "\n",
+     "sensor.interval_s: a 401-digit number must be a finite number"),
+    ("[uplink]\nauth_pause_s = 1e10\n",
+     "uplink.auth_pause_s: 10000000000.0 must be from 0.1 to 86400 seconds"),
+    ("[outputs]\nsilence_s = 864000\n",
+     "outputs.silence_s: 864000 must be from 0 to 7200 seconds"),
+    ("[storage]\nstate_dir = \"/var/lib/g\\u0000x\"\n",
+     "storage.state_dir: '/var/lib/g\\x00x' must not contain control characters"),
+    ("[station]\nname = \"two\\nlines\"\n",
+     "station.name: 'two\\nlines' must not contain control characters"),
+    ("[storage]\nstate_dir = \"state\"\n",
+     "storage.state_dir: 'state' must be an absolute path (the service's working directory is"
+     " not yours)"),
+    ("[uplink]\nca_bundle = \"/nonexistent/ca.pem\"\n",
+     "uplink.ca_bundle: '/nonexistent/ca.pem' is not a file (the CA certificates in PEM, or"
+     " empty for the system's store)"),
+    ("[outputs.siren_patterns.wail]\nname = \"howl\"\non_s = 2\n",
+     "outputs.siren_patterns.wail.name: the entry's name is its table's name ('wail'); remove"
+     " this key"),
+    ("[sensor]\ninvalid_values = [9999, 1e30]\n",
+     "sensor.invalid_values: a list (item 1: 1e+30) must be from -1e+07 to 1e+07"),
+])
+def test_values_run_could_not_use_or_no_gauge_could_mean_are_problems(tmp_path, text, problem):
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text))
+    assert caught.value.problems == [problem]
+
+
+def test_a_calibration_file_of_the_wrong_shape_is_a_problem_not_a_crash(tmp_path):
+    path = write(tmp_path, "[station]\nid = \"x\"\n")
+    write(tmp_path, "calibration = [1, 2]\n", "calibration.toml")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert caught.value.problems == [f"{tmp_path / 'calibration.toml'}: calibration must be a"
+                                     " table ([calibration]), not a list"]
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo", "device"])
+def test_only_regular_files_are_read_and_at_once(tmp_path, kind):
+    import os
+    path = {"directory": tmp_path, "device": Path("/dev/zero"),
+            "fifo": tmp_path / "fifo"}[kind]
+    if kind == "fifo":
+        os.mkfifo(path)            # nobody writes to it: reading would wait for ever
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = caught.value.problems[0]
+    assert message.startswith(f"{path}: is ")
+    assert ("directory" in message) == (kind == "directory")
+
+
+def schema_ranges(cls=Config, path="") -> dict[str, tuple[float, float]]:
+    """Every number's (low, high) from the schema's own rules, by key (list items as [])."""
+    import dataclasses
+    import typing
+    found = {}
+    hints = typing.get_type_hints(cls)
+    for spec in dataclasses.fields(cls):
+        hint, key = hints[spec.name], f"{path}.{spec.name}" if path else spec.name
+        if dataclasses.is_dataclass(hint):
+            found.update(schema_ranges(hint, key))
+        elif typing.get_origin(hint) is tuple and dataclasses.is_dataclass(
+                typing.get_args(hint)[0]):
+            found.update(schema_ranges(typing.get_args(hint)[0], key + "[]"))
+        check = spec.metadata.get("check")
+        if hasattr(check, "range"):
+            found[key] = check.range
+    return found
+
+
+def test_config_toml_shows_each_numbers_range_as_the_schema_checks_it():
+    import re
+    shown, section = {}, ""
+    for line in (ROOT / "config.toml").read_text(encoding="utf-8").splitlines():
+        header = re.match(r"\[\[?([^\]]+)\]\]?", line)
+        if header:
+            section = re.sub(r"^outputs\.siren_patterns\..*", "outputs.siren_patterns[]",
+                             header.group(1))
+            section = section.replace("alarm.levels", "alarm.levels[]")
+            continue
+        annotated = re.match(r"([a-z0-9_]+)\s*=.*\((-?[0-9.]+) \.\. (-?[0-9.]+)\)\s*$", line) \
+            or re.match(r"([a-z0-9_]+)\s*=.*# (-?[0-9.]+) \.\. (-?[0-9.]+)\s*$", line)
+        if annotated:
+            shown[f"{section}.{annotated.group(1)}"] = (float(annotated.group(2)),
+                                                        float(annotated.group(3)))
+    ranges = schema_ranges()
+    missing = sorted(key for key in ranges if key not in shown
+                     and not key.startswith("sensor.simulated."))
+    assert missing == []          # the simulator's keys are not in the deployment template
+    for key, (low, high) in shown.items():
+        assert ranges[key] == (low, high), key

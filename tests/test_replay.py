@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent.config import Config
 from agent.replay import ReplayOptions, run_replay
@@ -277,3 +280,121 @@ def test_progress_goes_to_stderr_only_on_a_terminal(tmp_path):
     assert terminal.getvalue().count("\rreplay: ") == 2   # at 20,000 and 40,000 samples
     assert "\r" not in pipe.getvalue() and pipe.getvalue().startswith("replay: 45000 rows")
     assert out.getvalue() == ""   # millimetre ripples at 7.0 m: nothing happened, nothing printed
+
+
+# -- issue #10: odd recordings and paths get counted or a one-line error ---------------------
+
+
+@pytest.mark.parametrize("text, value", [
+    ("7.5", 7.5), ("-0.25", -0.25), ("+8", 8.0), (".5", 0.5), ("8.", 8.0), ("7.5e0", 7.5),
+    (" 7.5 ", 7.5),
+    ("7_5", None), ("١٢", None), ("nan", None), ("inf", None), ("-Infinity", None),
+    ("1e400", None), ("7,5", None), ("0x10", None), ("", None), ("7.5.1", None),
+])
+def test_numbers_are_parsed_as_loggers_write_them_and_nothing_else(text, value):
+    from agent.replay import parse_value
+    assert parse_value(text) == value
+
+
+@pytest.mark.parametrize("text, moment", [
+    ("1700000000", 1700000000.0), ("2024-01-01T00:00:00Z", 1704067200.0),
+    ("2024-01-01 07:00:00+07:00", 1704067200.0),
+    ("1_700_000_000", None), ("١٧٠٠٠٠٠٠٠٠", None), ("1e300", None), ("nan", None),
+    ("9999-12-31T23:59:59+00:00", None), ("0001-01-01T00:00:00+14:00", None),
+])
+def test_times_are_iso_8601_or_epoch_seconds_within_reason(text, moment):
+    from agent.replay import parse_time
+    assert parse_time(text) == moment
+
+
+def test_python_only_number_spellings_never_sound_an_alarm(tmp_path):
+    """`7_5` read as 75 m sounded Awas; Arabic-Indic digits became a level."""
+    path = tmp_path / "odd.csv"
+    rows = ["time,level"] + [f"{i * 10},7.0" for i in range(30)]
+    rows += [f"{300 + i * 10},{odd}" for i, odd in enumerate(["7_5", "٧٥", "1_0", "nan"] * 5)]
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    events, summary = replay(str(path))
+    assert [e for e in events if e["kind"] == "level"] == []
+    assert "20 no reading" in summary
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo", "device", "utf-16"])
+def test_paths_and_encodings_that_cannot_be_replayed_are_one_line_with_exit_1(tmp_path, kind):
+    import os
+    path = {"directory": tmp_path, "fifo": tmp_path / "fifo", "device": Path("/dev/zero"),
+            "utf-16": tmp_path / "excel.csv"}[kind]
+    if kind == "fifo":
+        os.mkfifo(path)
+    if kind == "utf-16":
+        path.write_text("time,level\n0,7.0\n", encoding="utf-16")
+    result = run_cli("replay", str(path), timeout=20)
+    assert result.returncode == 1
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith(f"gauge-agent: {path}: ")
+
+
+def test_nul_bytes_and_giant_fields_are_counted_rows_not_tracebacks(tmp_path):
+    path = tmp_path / "damaged.csv"
+    path.write_bytes(b"time,level\n0,7.0\n10,7.\x000\n20,\"" + b"x" * 200_000 + b"\"\n30,7.0\n")
+    result = run_cli("replay", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr and "1 malformed" in result.stderr
+
+
+def test_a_recording_on_standard_input(tmp_path):
+    import subprocess
+    import sys
+    rows = "time,level\n" + "".join(f"{i * 10},9.0\n" for i in range(10))
+    result = subprocess.run([sys.executable, "-m", "agent", "replay", "-", "--set",
+                             "filter.window=1"], input=rows, capture_output=True, text=True,
+                            timeout=60, cwd=Path(__file__).parent.parent)
+    assert result.returncode == 0, result.stderr
+    assert '"state": "awas"' in result.stdout
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.binary(max_size=600))
+def test_any_bytes_replay_to_the_end_or_get_one_line(raw):
+    """Arbitrary bytes: counted skips or a one-line ReplayInputError, never a traceback."""
+    import tempfile
+    from agent.errors import ReplayInputError
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "fuzz.csv"
+        path.write_bytes(b"time,level\n" + raw)
+        try:
+            counts = run_replay(path, Config(), ReplayOptions(), out=io.StringIO(),
+                                err=io.StringIO())
+        except ReplayInputError as error:
+            assert "\n" not in str(error)
+            return
+    assert counts.samples <= counts.rows
+
+
+ROW = st.lists(st.text(alphabet=st.characters(codec="utf-8"), max_size=12)
+               | st.sampled_from(["7.5", "1700000000", "2024-01-01T00:00:00Z", "", "nan"]),
+               max_size=5)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(ROW, max_size=30), st.sampled_from(["time", "t"]), st.sampled_from(["level", "v"]))
+def test_any_csv_shape_replays_to_the_end_with_every_row_accounted_for(rows, time_column,
+                                                                         value_column):
+    import csv
+    import tempfile
+    from agent.errors import ReplayInputError
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "shape.csv"
+        with open(path, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["time", "level"])
+            writer.writerows(rows)
+        try:
+            counts = run_replay(path, Config(), ReplayOptions(time_column=time_column,
+                                                              value_column=value_column),
+                                out=io.StringIO(), err=io.StringIO())
+        except ReplayInputError as error:
+            assert (time_column, value_column) != ("time", "level"), error
+            return
+    accounted = (counts.samples + counts.blank + counts.malformed + counts.filtered_out
+                 + counts.bad_time + counts.duplicate_time + counts.out_of_order)
+    assert accounted == counts.rows

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import os
 import shutil
 import socket
 import sqlite3
@@ -453,6 +454,19 @@ def test_the_token_file_is_read_as_text_and_a_bad_one_is_an_auth_fault(
     finally:
         uploader.stop()
     assert TOKEN not in caplog.text
+
+
+def test_a_token_path_that_is_a_fifo_is_an_auth_fault_not_a_hung_uploader(
+        receiver, outbox, tmp_path):
+    token_file = tmp_path / "token"
+    os.mkfifo(token_file)          # nobody writes: reading it would block the uploader for ever
+    readings(outbox, 1)
+    uploader = run_uploader(outbox, uplink_config(receiver.url, token_file))
+    try:
+        wait_until(lambda: uploader.auth_fault)
+        assert "is not a regular file" in uploader.last_error and receiver.requests == 0
+    finally:
+        uploader.stop()
 
 
 def test_a_token_file_others_can_read_is_warned_and_an_echoed_token_is_masked(
