@@ -1,7 +1,9 @@
 """What the siren and the lamps do at each moment, from the warning state alone.
 
-Pure and time-driven: `render(now)` gives the on/off state of every output, so the output thread
-can run it every tick and tests can check exact pin histories without sleeping.
+Pure and time-driven: `render(now)` gives the on/off state of every output and `next_change(now)`
+the moment it can next differ, so the output thread sleeps between edges (an idle gauge wakes
+twice per heartbeat, not twenty times a second) and tests check exact pin histories without
+sleeping.
 
 - Each warning level has a lamp (`amber`, `red`, `red-blink`) and a siren pattern (`off` or a
   named on/off cycle; `off_s = 0` is continuous). A pattern starts with the siren on.
@@ -47,6 +49,13 @@ def _blink_on(now: float, since: float, period: float) -> bool:
     return (now - since) % period < period / 2
 
 
+def _next_edge(now: float, since: float, on_s: float, period: float) -> float:
+    """The next moment after `now` at which a cycle that is on for `on_s` of every `period`,
+    starting at `since`, switches."""
+    phase = (now - since) % period
+    return now + (on_s - phase if phase < on_s else period - phase)
+
+
 class Annunciator:
     """Thread-safe: the sampling thread sets the alarm, the button thread silences, the output
     thread renders."""
@@ -68,9 +77,13 @@ class Annunciator:
         self.silenced_warning = 0
         self._siren_on_since: float | None = None   # for the duty limit
         self._rest_until: float | None = None
+        # Set when the alarm, the faults or a silence change: the output thread, asleep until
+        # the next blink or pattern edge, renders at once.
+        self.changed = threading.Event()
 
     def set_alarm(self, now: float, warning: int, faults: list[str] | tuple[str, ...]) -> None:
         with self._lock:
+            before = (self.warning, self.faults, self.pattern_name, self.silenced_until)
             if warning > self.silenced_warning:
                 self.silenced_until = None  # escalation re-sounds a silenced siren
             pattern = self.config.siren_pattern_for(warning)
@@ -79,6 +92,8 @@ class Annunciator:
                 self.pattern_since = now
             self.warning = warning
             self.faults = tuple(faults)
+            if (self.warning, self.faults, self.pattern_name, self.silenced_until) != before:
+                self.changed.set()
 
     def take_over(self, previous: "Annunciator") -> None:
         """After a configuration reload: a silence and the siren's duty cycle go on."""
@@ -87,6 +102,7 @@ class Annunciator:
             self.silenced_warning = previous.silenced_warning
             self._siren_on_since = previous._siren_on_since
             self._rest_until = previous._rest_until
+        self.changed.set()
 
     def silence(self, now: float) -> bool:
         """The silence button. Returns True if it silenced a sounding alarm."""
@@ -95,6 +111,7 @@ class Annunciator:
                 return False
             self.silenced_until = now + self.silence_s
             self.silenced_warning = self.warning
+            self.changed.set()
             return True
 
     def silenced(self, now: float) -> bool:
@@ -113,6 +130,29 @@ class Annunciator:
                 amber = lamp == "amber"
             green = (now - self.start) % self.heartbeat_s < HEARTBEAT_FLASH_S
             return Frame(siren, green, amber, red)
+
+    def next_change(self, now: float) -> float:
+        """Until this moment `render` gives the frame it gave at `now` (unless the alarm, the
+        faults or a silence change, which set `changed`): the output thread sleeps until then
+        instead of ticking. Call it after `render(now)`."""
+        with self._lock:
+            edges = [_next_edge(now, self.start, HEARTBEAT_FLASH_S, self.heartbeat_s)]
+            if self.faults:
+                edges.append(_next_edge(now, self.start, BLINK_PERIOD_S / 2, BLINK_PERIOD_S))
+            if self.config.lamp_for(self.warning) == "red-blink":
+                edges.append(_next_edge(now, self.pattern_since, BLINK_PERIOD_S / 2,
+                                        BLINK_PERIOD_S))
+            if self.pattern_name != "off":
+                pattern = self.config.pattern(self.pattern_name)
+                if pattern is not None and pattern.off_s > 0:
+                    edges.append(_next_edge(now, self.pattern_since, pattern.on_s,
+                                            pattern.on_s + pattern.off_s))
+                for moment in (self.silenced_until, self._rest_until):
+                    if moment is not None and moment > now:
+                        edges.append(moment)
+                if self._siren_on_since is not None:
+                    edges.append(self._siren_on_since + self.max_on_s)
+            return min(edges)
 
     def _siren(self, now: float) -> bool:
         wanted = self._pattern_on(now)

@@ -292,6 +292,9 @@ class UplinkConfig:
     token_file: str = ""  # empty: $CREDENTIALS_DIRECTORY/token (systemd LoadCredential)
     influx_db: str = "gauge"
     batch_max: int = field(default=500, metadata=_rule(between(1, 10000)))
+    # In Normal, readings wait up to this long to go as one batch (0 = each at once); alarm
+    # events, and every reading while a warning is up, go at once.
+    batch_s: float = field(default=60.0, metadata=_rule(between(0, 3600, "seconds")))
     connect_timeout_s: float = field(default=5.0, metadata=_rule(between(0.1, 300, "seconds")))
     read_timeout_s: float = field(default=20.0, metadata=_rule(between(0.1, 600, "seconds")))
     # The whole request, however the server trickles: then it is cut and retried.

@@ -4,8 +4,9 @@ Two threads:
 - the sampling thread (the caller's) reads the sensor every `interval_s` (`alarm_interval_s`
   while a warning is up), runs the pipeline and the engine, and sleeps exactly until the next
   sample or the engine's next deadline, whichever is first;
-- the output thread renders the annunciator every tick and writes the pins, so the siren keeps
-  its pattern even while a sensor read is slow.
+- the output thread renders the annunciator and writes the pins, then sleeps until the next
+  blink or pattern edge or until the alarm changes, so the siren keeps its pattern even while a
+  sensor read is slow, follows a decision within a millisecond, and an idle gauge sleeps.
 Nothing on the alarm path waits for the network, the disk or the wall clock: the engine runs on
 the monotonic clock, and a status file that cannot be written is logged, not fatal.
 """
@@ -44,7 +45,7 @@ from agent.uplink import Uploader
 
 log = logging.getLogger("gauge-agent")
 
-OUTPUT_TICK_S = 0.05
+EDGE_MARGIN_S = 0.001       # the output thread wakes this long after a blink or pattern edge
 OUTBOX_FILE_NAME = "outbox.sqlite"
 WARNING_FILE_NAME = "warning.json"  # in runtime_dir: survives a restart, not a reboot
 
@@ -154,8 +155,18 @@ class Daemon:
             log.warning("warning state not saved to %s: %s", self.warning_file, error.strerror)
 
     def _output_step(self) -> None:
-        self.apply_outputs(self.annunciator.render(self.clock()))
-        self.outputs_stop.wait(OUTPUT_TICK_S)
+        """Render, then sleep until the next edge of a blink or pattern, or until the alarm
+        changes (the annunciator's `changed`, set by the sampling and button threads)."""
+        changed = self.annunciator.changed
+        changed.clear()                  # before rendering: a change from now on wakes us
+        now = self.clock()
+        self.apply_outputs(self.annunciator.render(now))
+        if self.outputs_stop.is_set():
+            return
+        wake = self.annunciator.next_change(now)
+        # Just past the edge, so that the render there sees the new phase. (A pin write that
+        # fails raises: the thread's supervisor retries it within a second.)
+        changed.wait(max(0.0, wake - self.clock()) + EDGE_MARGIN_S)
 
     def _read(self) -> list[RawRead]:
         try:
@@ -199,6 +210,7 @@ class Daemon:
                 self.outbox.submit(EVENT, wall_now - (now - event.time), body)
             if self.uploader is not None:
                 self.uploader.urgent.set()   # an alarm event cuts any back-off short
+                self.uploader.wake.set()     # and any calm-time batching
 
     def _system_fault_changes(self) -> list[Event]:
         """Faults of the agent itself (card, token, upstream, its own threads) raised and
@@ -235,7 +247,8 @@ class Daemon:
         if self.outbox is not None:
             self.outbox.submit(READING, self.wall(), self.reading_record(measurement))
             if self.uploader is not None:
-                self.uploader.wake.set()
+                self.uploader.new_reading(live=self.engine.warning > 0
+                                          or self.engine.rate_active)
             self._heartbeat_if_due(now)
         if self.status is not None:
             self.status.write(self.status_record())
@@ -410,6 +423,7 @@ class Daemon:
                     break
         finally:
             self.outputs_stop.set()
+            self.annunciator.changed.set()     # wake it from its sleep to stop
             self.output_thread.join(timeout=2)
             if self.reload_config is not None:
                 # The pins keep their state until the next Daemon's output thread takes over.
@@ -489,7 +503,9 @@ def salvage_uploaders(config: Config, health: ThreadHealth,
         except sqlite3.Error as error:
             log.error("salvaged outbox %s cannot be opened: %s", path.name, error)
             continue
-        uploader = Uploader(box, config.uplink, config.station.id, health=health)
+        # A salvaged file is all backlog: it goes at once, never waits for a calm batch.
+        uploader = Uploader(box, dataclasses.replace(config.uplink, batch_s=0.0),
+                            config.station.id, health=health)
         uploader.start()
         drains.append((box, uploader))
     return drains

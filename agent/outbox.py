@@ -142,6 +142,7 @@ class Outbox:
         self.epoch: str | None = None     # None until the database could be opened
         self._next_seq = 1
         self._depth = 0
+        self._depth_counted = False
         self._pending = 0
         self._rows_since_check = BACKLOG_CHECK_EVERY  # look at the size on the first commit
         self._dropped = 0
@@ -189,12 +190,12 @@ class Outbox:
         next_seq = 1 + max(counters["high_water"], *(
             connection.execute(f"SELECT COALESCE(MAX(seq), 0) FROM {table}").fetchone()[0]
             for table in ("events", "readings", "dead_letters")))
-        # Counted once at start; kept up to date in memory afterwards (no per-batch COUNT).
-        depth = sum(connection.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
-                    for table in ("events", "readings"))
         with self._lock:
             self._next_seq = next_seq
-            self._depth = depth
+            # Counted by the writer thread, not here: after a long outage a million queued
+            # rows took seconds to count on an SD card, and the first sample waited for it.
+            self._depth = 0
+            self._depth_counted = False
             self._dropped = counters["dropped"]
             self._dead_lettered = counters["dead_lettered"]
             self.epoch = epoch
@@ -278,6 +279,7 @@ class Outbox:
             self._local.connection = connection
             self._local.generation = self._generation
             self._local.page_limit = None
+            self._local.relaxed = False
             if connection.execute("PRAGMA page_count").fetchone()[0] == 0:
                 connection.execute(f"PRAGMA page_size={PAGE_SIZE}")  # a new file
             connection.execute("PRAGMA journal_mode=WAL")
@@ -313,8 +315,28 @@ class Outbox:
         return True
 
     # -- the writer thread ------------------------------------------------------------------
+    def _count_depth(self) -> None:
+        """Once per opened file, on the writer thread: the rows queued in it. Kept up to date
+        in memory afterwards (no per-batch COUNT)."""
+        with self._file_lock:
+            if not self.is_open:
+                return
+            try:
+                connection = self._connection()
+                depth = sum(connection.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+                            for table in ("events", "readings"))
+            except sqlite3.Error as error:
+                self._after_error(error)
+                return
+            with self._lock:
+                # Acknowledgements before now are in the count; the writer adds from here on.
+                self._depth = depth
+                self._depth_counted = True
+
     def _write_step(self) -> None:
         """One round of the writer: take what was submitted, commit it (or hold it)."""
+        if not self._depth_counted:
+            self._count_depth()
         try:
             item = self._queue.get(timeout=RETRY_WRITE_S if self._ring else 0.5)
         except queue.Empty:
@@ -445,6 +467,7 @@ class Outbox:
             if not self.is_open or (epoch is not None and epoch != self.epoch):
                 return damaged
             try:
+                self._relax_sync()
                 result = operation(*args)
             except sqlite3.Error as error:
                 if is_damage(error):
@@ -459,6 +482,16 @@ class Outbox:
                 log.info("outbox usable by the uploader again")
                 self._uploader_error = None
             return result
+
+    def _relax_sync(self) -> None:
+        """The uploader's connection commits without waiting for the card (synchronous=NORMAL
+        in WAL mode): an acknowledgement or a dead-letter move lost in a power cut only means
+        the record goes again, and upstream deduplicates it. Readings, on the writer's
+        connection, stay fully synced. Measured (bench/storage.py upload_cost): 11.3 -> 7.2 KB
+        written per reading sent at once, 7.2 -> 6.5 KB in calm batches of six."""
+        if not getattr(self._local, "relaxed", False):
+            self._connection().execute("PRAGMA synchronous=NORMAL")
+            self._local.relaxed = True
 
     def _uploader_side_failed(self, operation, error: sqlite3.Error) -> None:
         with self._lock:
@@ -577,9 +610,12 @@ class Outbox:
 
     # -- numbers for the status and heartbeats ----------------------------------------------
     def stats(self) -> dict:
-        """From memory only: the status is written every sample and must not touch the disk."""
+        """From memory only: the status is written every sample and must not touch the disk.
+        `depth` is None until the writer thread has counted the file's rows after opening it
+        (a moment; seconds for a million rows on an SD card)."""
         with self._lock:
-            return {"epoch": self.epoch, "depth": self._depth, "pending": self._pending,
+            depth = self._depth if self._depth_counted else None
+            return {"epoch": self.epoch, "depth": depth, "pending": self._pending,
                     "held_in_memory": len(self._ring),
                     "dropped": self._dropped + self.memory_dropped,
                     "dead_lettered": self._dead_lettered, "storage_error": self.storage_error}

@@ -7,6 +7,8 @@ Targets (issue #4): enqueue at least as fast as persist-queue, drain >= 5,000 re
 dequeue at 1M rows within 2x of empty, <= 8 KiB written per durable reading.
 Target (issue #7): the multi-hypothesis gate well under a millisecond per sample, against the
 old single-anchor gate (bench/legacy_gate.py) on the same readings.
+Targets (issue #13): an idle output thread near a process blocked on an Event; siren latency from
+the alarm decision to the pin p99 under 10 ms.
 """
 
 from __future__ import annotations
@@ -79,14 +81,17 @@ def emit(name: str, value: float, unit: str, baseline_name: str, baseline: float
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--samples", type=int, default=SAMPLES)
-    parser.add_argument("--only", choices=["pipeline", "storage", "gate"], default=None)
+    parser.add_argument("--only", choices=["pipeline", "storage", "gate", "outputs"],
+                        default=None)
     parser.add_argument("--outbox-rows", type=int, default=1_000_000)
     args = parser.parse_args()
     if args.only == "gate":
         bench_gate(_bench_config(), synthetic_levels(args.samples))
-    elif args.only != "storage":
+    elif args.only not in ("storage", "outputs"):
         bench_pipeline(args)
-    if args.only not in ("pipeline", "gate"):
+    if args.only in (None, "outputs"):
+        bench_outputs()
+    if args.only in (None, "storage"):
         bench_storage(args)
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"metric": "peak_rss_mb", "value": round(peak_kb / 1024, 1), "unit": "MB",
@@ -95,8 +100,23 @@ def main() -> None:
                       "ratio": round(peak_kb / STARTUP_RSS_KB, 2)}), flush=True)
 
 
+def bench_outputs() -> None:
+    from bench.outputs import bench_idle_cpu, bench_siren_latency
+    idle = bench_idle_cpu()
+    emit("idle_output_cpu_ms_per_s", idle["ours"], "ms/s", "python_blocked_on_an_event_ms_per_s",
+         idle["floor"])
+    emit("idle_output_cpu_ms_per_s_vs_50ms_tick", idle["ours"], "ms/s",
+         "old_50ms_tick_ms_per_s", idle["old"])
+    latency = bench_siren_latency()
+    emit("siren_latency_p50_ms", latency["p50_ms"], "ms", "old_50ms_tick_p50_ms",
+         latency["old_p50_ms"])
+    emit("siren_latency_p99_ms", latency["p99_ms"], "ms", "old_50ms_tick_p99_ms",
+         latency["old_p99_ms"], target_ms=10.0)
+
+
 def bench_storage(args) -> None:
-    from bench.storage import bench_dequeue, bench_drain, bench_enqueue
+    from bench.storage import (bench_dequeue, bench_drain, bench_enqueue, bench_reopen,
+                               upload_cost)
     enqueue = bench_enqueue(1000)
     emit("enqueue_us_per_durable_reading", enqueue["ours_us"], "us",
          "persist_queue_SQLiteAckQueue_put_us", enqueue["peer_us"])
@@ -104,9 +124,20 @@ def bench_storage(args) -> None:
          "persist_queue_SQLiteAckQueue_put_us", enqueue["peer_us"])
     emit("bytes_written_per_durable_reading", enqueue["ours_bytes"], "bytes",
          "persist_queue_bytes_per_put", enqueue["peer_bytes"])
+    store_only, each, batched = upload_cost(0), upload_cost(1), upload_cost(6)
+    emit("bytes_written_per_reading_uploading_in_calm_batches", batched["bytes"], "bytes",
+         "store_only_bytes_per_reading", store_only["bytes"], target_bytes=8192)
+    emit("bytes_written_per_reading_uploading_each_at_once", each["bytes"], "bytes",
+         "store_only_bytes_per_reading", store_only["bytes"])
+    emit("cpu_us_per_reading_uploading_in_calm_batches", batched["cpu_us"], "us",
+         "store_only_cpu_us_per_reading", store_only["cpu_us"], target_ratio=1.5)
     dequeue = bench_dequeue(args.outbox_rows)
     emit("dequeue_batch_500_ms_at_1M_rows", dequeue["big_ms"], "ms",
          "dequeue_batch_500_ms_nearly_empty", dequeue["small_ms"], rows=args.outbox_rows)
+    reopen = bench_reopen(args.outbox_rows)
+    emit("outbox_open_ms_at_1M_rows", reopen["big_open_ms"], "ms", "outbox_open_ms_empty",
+         reopen["empty_open_ms"], rows=args.outbox_rows, target_ratio=10.0,
+         queue_counted_after_ms=round(reopen["big_counted_ms"], 1))
     drain = bench_drain(20000)
     emit("drain_readings_per_s", drain["readings_per_s"], "readings/s",
          "target_readings_per_s", 5000.0, readings=20000)

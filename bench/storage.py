@@ -54,6 +54,32 @@ def _ours(count: int) -> tuple[float, float, float]:
     return elapsed / count * 1e6, written / count, submitting / count * 1e6
 
 
+def upload_cost(readings_per_delivery: int, rounds: int = 60) -> dict:
+    """Bytes written to the card and CPU per reading when every `readings_per_delivery` durable
+    readings are followed by one delivery (next_batch + acknowledgement), as the uploader does;
+    0 = store only. At the default 10 s interval, batch_s = 60 makes it 6; sending each reading
+    at once (the old behaviour, and still so while a warning is up) makes it 1."""
+    per_round = max(readings_per_delivery, 1) if readings_per_delivery else 6
+    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as directory:
+        box = Outbox(Path(directory) / "outbox.sqlite")
+        box.submit(READING, time.time(), BODY)
+        box.flush()
+        box.ack([record.seq for record in box.next_batch(10)])
+        before, cpu = written_bytes(), time.process_time()
+        for _ in range(rounds):
+            for _ in range(per_round):
+                box.submit(READING, time.time(), BODY)
+                box.flush()
+            if readings_per_delivery:
+                batch = box.next_batch(500)
+                box.ack([record.seq for record in batch], batch[0].epoch)
+        count = rounds * per_round
+        result = {"bytes": (written_bytes() - before) / count,
+                  "cpu_us": (time.process_time() - cpu) / count * 1e6}
+        box.close()
+    return result
+
+
 def _peer(count: int) -> tuple[float, float]:
     from persistqueue import SQLiteAckQueue
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as directory:
@@ -107,6 +133,30 @@ def bench_dequeue(big_rows: int, rounds: int = 20) -> dict:
             results[label] = (time.perf_counter() - started) / rounds * 1000
             box.close()
     return {"small_ms": results["small"], "big_ms": results["big"]}
+
+
+def bench_reopen(big_rows: int, rounds: int = 5) -> dict:
+    """Opening the outbox at start (what stands between a restart and the first sample):
+    with `big_rows` queued against an empty one. The rows are counted afterwards, on the
+    writer thread; the time until that count is done is given too."""
+    results = {}
+    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as directory:
+        for label, rows in (("empty", 0), ("big", big_rows)):
+            path = Path(directory) / f"{label}.sqlite"
+            _filled_outbox(path, rows)
+            opened, counted = [], []
+            for _ in range(rounds):
+                started = time.perf_counter()
+                box = Outbox(path)
+                opened.append(time.perf_counter() - started)
+                while box.stats()["depth"] is None:
+                    time.sleep(0.0005)
+                counted.append(time.perf_counter() - started)
+                assert box.stats()["depth"] == rows
+                box.close()
+            results[label] = (min(opened) * 1000, min(counted) * 1000)
+    return {"empty_open_ms": results["empty"][0], "big_open_ms": results["big"][0],
+            "big_counted_ms": results["big"][1]}
 
 
 def bench_drain(count: int) -> dict:

@@ -41,7 +41,7 @@ def test_the_siren_follows_the_alarm_within_one_sample_while_upstream_hangs(tmp_
                           "filter": {"acquire_samples": 1, "window": 1,
                                      "max_rate_m_per_min": 1000.0},
                           "uplink": {"url": receiver.url, "token_file": str(tmp_path / "token"),
-                                     "read_timeout_s": 20.0}})
+                                     "read_timeout_s": 20.0, "batch_s": 0.0}})
     outbox = Outbox(tmp_path / "outbox.sqlite")
     uploader = Uploader(outbox, config.uplink, "benanga-01")
     outputs = GpioOutputs(config.outputs, pin_factory=mock_factory)

@@ -86,7 +86,8 @@ def test_readings_events_and_heartbeats_are_written_and_a_resent_batch_does_not_
                                            "clock_synchronised": None, "version": "0.1.0"})
     assert outbox.flush()
     batch = outbox.next_batch(100)
-    config = UplinkConfig(url=influx, format="influx", influx_db="gauge", batch_max=100)
+    config = UplinkConfig(url=influx, format="influx", influx_db="gauge", batch_max=100,
+                          batch_s=0.0)
     uploader = Uploader(outbox, config, "benanga-01")
     try:
         assert uploader._post(batch).action == "ok"
@@ -107,7 +108,7 @@ def test_a_point_influx_refuses_is_a_400_so_the_batch_is_split(influx, tmp_path)
         outbox.submit(READING, 1_795_000_010.0, {"level_m": "high", "ok": True})  # type clash
         assert outbox.flush()
         good, bad = outbox.next_batch(2)
-        uploader = Uploader(outbox, UplinkConfig(url=influx, format="influx"), "benanga-01")
+        uploader = Uploader(outbox, UplinkConfig(url=influx, format="influx", batch_s=0.0), "benanga-01")
         assert uploader._post([good]).action == "ok"
         outcome = uploader._post([bad])
     finally:

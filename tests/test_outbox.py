@@ -235,7 +235,7 @@ def test_a_damaged_meta_value_moves_the_file_aside_and_its_records_are_sent_unde
         assert problem is None and box.epoch != old_epoch
         assert len(drains) == 1 and drains[0][0].epoch == old_epoch
         deadline = time.monotonic() + 15
-        while drains[0][0].stats()["depth"] and time.monotonic() < deadline:
+        while drains[0][0].stats()["depth"] != 0 and time.monotonic() < deadline:
             time.sleep(0.05)
         stored = [(epoch, seq) for _, epoch, seq, _, _ in receiver.stored()]
     finally:

@@ -155,3 +155,53 @@ def test_siren_relay_and_lamps_switch_on_a_real_pi():
         assert (outputs.siren.value, outputs.green.value, outputs.red.value) == (0, 1, 0)
     finally:
         outputs.close()
+
+
+# -- issue #13: the output thread sleeps until the next edge ---------------------------------
+
+import copy  # noqa: E402
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=600, deadline=None)
+@given(warning=st.integers(0, 3), faults=st.booleans(), silenced=st.booleans(),
+       start=st.floats(0, 1e5), steps=st.lists(st.floats(0.0005, 40), min_size=1, max_size=25),
+       heartbeat=st.sampled_from([0.5, 5.0, 7.3]), max_on=st.sampled_from([1.0, 12.5, 300.0]),
+       silence_s=st.sampled_from([0.7, 9.0, 600.0]))
+def test_the_frame_never_changes_before_the_moment_next_change_names(
+        warning, faults, silenced, start, steps, heartbeat, max_on, silence_s):
+    """Sleeping until next_change misses nothing: at any moment before it the frame is the one
+    rendered when it was computed, and just after it the thread renders again."""
+    annunciator = Annunciator(config_from({"outputs": {"heartbeat_s": heartbeat,
+                                                       "siren_max_on_s": max_on,
+                                                       "siren_rest_s": 3.0,
+                                                       "silence_s": silence_s}}), start)
+    annunciator.set_alarm(start, warning, ["stale"] if faults else [])
+    if silenced:
+        annunciator.silence(start + 0.1)
+    now = start
+    for step in steps:
+        frame = annunciator.render(now)
+        wake = annunciator.next_change(now)
+        assert wake >= now       # == only when now sits on an edge to the last bit
+        # What the output thread would see if it woke anywhere before the edge: nothing new.
+        for fraction in (0.25, 0.5, 0.999):
+            moment = now + (wake - now) * fraction
+            if moment < wake - 1e-6:
+                probe = copy.copy(annunciator)    # render moves the duty-cycle state on
+                assert probe.render(moment) == frame, (now, moment, wake)
+        now = min(wake + 0.001, now + step)     # it sleeps to the edge or is woken earlier
+
+
+def test_an_idle_gauge_renders_twice_a_heartbeat_not_twenty_times_a_second():
+    """The output thread of a Normal gauge (no fault, no siren) over 20 simulated seconds."""
+    annunciator = Annunciator(config_from({"outputs": {"heartbeat_s": 5.0}}), 0.0)
+    annunciator.set_alarm(0.0, 0, [])
+    now, renders = 0.0, 0
+    while now < 20.0:
+        annunciator.render(now)
+        renders += 1
+        now = annunciator.next_change(now) + 0.001
+    assert renders == 8        # the green flash on and off, four heartbeats (was 400 ticks)

@@ -45,9 +45,10 @@ def outbox(tmp_path):
 
 
 def uplink_config(url: str, token_file, **overrides) -> UplinkConfig:
+    """Short timeouts; readings sent at once (batch_s = 0) unless a test is about batching."""
     settings = dict(url=url, token_file=str(token_file), batch_max=50, connect_timeout_s=1.0,
                     read_timeout_s=0.5, backoff_max_s=0.2, retry_after_max_s=5.0,
-                    auth_pause_s=0.3)
+                    auth_pause_s=0.3, batch_s=0.0)
     settings.update(overrides)
     return UplinkConfig(**settings)
 
@@ -533,3 +534,39 @@ def test_verify_tls_off_is_warned_once_at_start_and_shown_not_warned_per_request
     assert caplog.text.count("verify_tls = false: any server can pose as the upstream") == 1
     assert uploader.stats()["insecure"] == ["verify_tls = false: any server can pose as the"
                                             " upstream"]
+
+
+# -- issue #13: calm readings go in batches, alarms at once ----------------------------------
+
+
+def test_calm_readings_wait_to_go_as_one_batch(receiver, outbox, token_file):
+    uploader = run_uploader(outbox, uplink_config(receiver.url, token_file, batch_s=0.6))
+    try:
+        for _ in range(5):
+            readings(outbox, 1)
+            uploader.new_reading(live=False)
+        wait_until(lambda: outbox.stats()["depth"] == 0)
+    finally:
+        uploader.stop()
+    assert receiver.requests == 1 and len(stored_seqs(receiver)) == 5
+
+
+@pytest.mark.parametrize("why", ["a warning is up", "an alarm event", "a full batch"])
+def test_readings_go_at_once_while_a_warning_is_up_events_always_and_full_batches(
+        receiver, outbox, token_file, why):
+    # batch_s of an hour: only the rule under test can make these go within the test's wait.
+    config = uplink_config(receiver.url, token_file, batch_s=3600.0, batch_max=5)
+    uploader = run_uploader(outbox, config)
+    try:
+        if why == "an alarm event":
+            outbox.submit(EVENT, 1.795e9, {"kind": "level", "state": "waspada",
+                                           "previous": "normal", "level_m": 7.51})
+            assert outbox.flush()
+            uploader.urgent.set()      # what the daemon does with a new event
+        else:
+            readings(outbox, 5 if why == "a full batch" else 1)
+            uploader.new_reading(live=why == "a warning is up")
+        wait_until(lambda: outbox.stats()["depth"] == 0)
+    finally:
+        uploader.stop()
+    assert receiver.requests == 1

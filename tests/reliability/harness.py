@@ -177,3 +177,10 @@ def stop_daemon(process: subprocess.Popen, log_path: Path, timeout: float = 15) 
     process.terminate()
     process.wait(timeout=timeout)
     assert process.returncode == 0, log_path.read_text()[-3000:]
+
+
+def queued(status: dict) -> float:
+    """The daemon's queue depth; infinite until it has counted the queue after starting (the
+    status says null then), so "queued(s) <= 3" never passes on a count not yet made."""
+    depth = (status.get("outbox") or {}).get("depth")
+    return float("inf") if depth is None else depth

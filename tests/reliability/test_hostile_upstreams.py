@@ -15,8 +15,8 @@ from tests.conftest import daemon_status, running_daemon, wait_for
 from tests.hostile_upstream import (HostileUpstream, answer, echo, forward_to, garbage,
                                     huge_body, trickle)
 from tests.reliability.conftest import scale
-from tests.reliability.harness import (TOKEN, ReceiverProcess, dead_letter_texts,
-                                       gauge_config, ledger, rss_mb, stop_daemon)
+from tests.reliability.harness import (TOKEN, ReceiverProcess, dead_letter_texts, gauge_config,
+                                       ledger, queued, rss_mb, stop_daemon)
 
 QUOTA_PAGE = (b"<!DOCTYPE html>\n<html><head><title>Kuota habis</title></head>"
               b"<body>Paket data Anda telah habis.</body></html>")
@@ -79,7 +79,7 @@ def test_a_hostile_upstream_costs_nothing_and_everything_arrives_once_it_behaves
             if name in FAULT:
                 assert FAULT[name] in status["faults"], status["faults"]
             assert receiver.arrivals() == []             # nothing reached it behind our back
-            assert status["outbox"]["depth"] > hostile_s * 5   # all of it kept
+            assert queued(status) > hostile_s * 5   # all of it kept
             # No hot loop: at least 1 s between attempts (a 400 is split down to single
             # records first, a few dozen quick requests, then waits too).
             allowed = hostile_s + 3 + (40 if name == "refuse-everything" else 0)
@@ -88,7 +88,7 @@ def test_a_hostile_upstream_costs_nothing_and_everything_arrives_once_it_behaves
 
             front.behaviour = forward_to(receiver.port)   # the upstream behaves again
             turned = time.monotonic()
-            wait_for(lambda: (lambda s: s["outbox"]["depth"] <= 3
+            wait_for(lambda: (lambda s: queued(s) <= 3
                               and s["uplink"]["last_error"] is None
                               and not {"auth", "upstream_refusing"} & set(s["faults"]))(
                 daemon_status(tmp_path)), 60, "the backlog to drain to the good upstream")

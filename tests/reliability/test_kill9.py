@@ -18,7 +18,7 @@ from agent.receiver import ReferenceReceiver
 from agent.uplink import Uploader
 from tests.conftest import daemon_status, running_daemon, wait_for
 from tests.reliability.conftest import scale
-from tests.reliability.harness import STATION, TOKEN, gauge_config
+from tests.reliability.harness import STATION, TOKEN, gauge_config, queued
 
 ORDER = ["normal", "waspada", "siaga", "awas"]
 
@@ -61,12 +61,12 @@ def test_kill_9_at_random_moments_loses_nothing_stores_nothing_twice_and_resumes
         with running_daemon(config, "--simulate") as process:
             wait_for(lambda: daemon_status(tmp_path).get("samples", 0) > 5
                      and (daemon_status(tmp_path)["uplink"] or {}).get("delivered", 0) > 0
-                     and daemon_status(tmp_path)["outbox"]["depth"] <= 3, 60,
+                     and queued(daemon_status(tmp_path)) <= 3, 60,
                      "the backlog to drain")
             process.send_signal(signal.SIGTERM)
             process.communicate(timeout=10)
         outbox = Outbox(tmp_path / "state" / "outbox.sqlite")
-        uploader = Uploader(outbox, UplinkConfig(url=receiver.url,
+        uploader = Uploader(outbox, UplinkConfig(url=receiver.url, batch_s=0.0,
                                                  token_file=str(tmp_path / "token")), STATION)
         uploader.start()
         wait_for(lambda: outbox.stats()["depth"] == 0, 30, "the final drain")

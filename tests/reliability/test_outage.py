@@ -17,7 +17,7 @@ from agent.outbox import Outbox
 from agent.sensors.simulated import SimulatedSensor
 from tests.conftest import config_from, daemon_status, running_daemon, wait_for
 from tests.reliability.conftest import scale
-from tests.reliability.harness import (ReceiverProcess, free_port, gauge_config, ledger,
+from tests.reliability.harness import (ReceiverProcess, free_port, gauge_config, ledger, queued,
                                        stop_daemon)
 
 WEEK_S = 7 * 24 * 3600
@@ -71,13 +71,14 @@ def test_a_week_without_upstream_then_back_everything_arrives_in_order(tmp_path,
         wait_for(lambda: "connection failed" in (
             (daemon_status(tmp_path).get("uplink") or {}).get("last_error") or ""), 30,
             "the daemon to find the upstream down")
-        backlog = daemon_status(tmp_path)["outbox"]["depth"]
+        backlog = wait_for(lambda: (daemon_status(tmp_path)["outbox"] or {}).get("depth"), 30,
+                           "the daemon to count its backlog")
         assert backlog >= stored["depth"]
         with ReceiverProcess(tmp_path, port) as receiver:
             back = time.monotonic()
             first = wait_for(lambda: receiver.arrivals() and time.monotonic(), 30,
                              "the first delivery after the upstream came back")
-            wait_for(lambda: daemon_status(tmp_path)["outbox"]["depth"] <= 5, 600,
+            wait_for(lambda: queued(daemon_status(tmp_path)) <= 5, 600,
                      "the week's backlog to drain")
             drained = time.monotonic()
             assert process.poll() is None

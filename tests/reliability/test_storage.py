@@ -22,7 +22,7 @@ from agent.outbox import EVENT, READING, Outbox, Record
 from agent.wire import native_record
 from tests.conftest import ROOT, daemon_status, running_daemon, wait_for
 from tests.reliability.conftest import scale
-from tests.reliability.harness import (STATION, ReceiverProcess, gauge_config, ledger,
+from tests.reliability.harness import (STATION, ReceiverProcess, gauge_config, ledger, queued,
                                        stop_daemon)
 
 # -- a damaged outbox ----------------------------------------------------------------------
@@ -211,7 +211,7 @@ def test_a_full_card_loses_nothing_keeps_the_alarm_and_recovers_when_space_retur
             wait_for(lambda: "storage" not in faults(tmp_path)
                      and daemon_status(tmp_path)["outbox"]["held_in_memory"] == 0, 30,
                      "the outbox to write again")
-            wait_for(lambda: daemon_status(tmp_path)["outbox"]["depth"] <= 3, 30,
+            wait_for(lambda: queued(daemon_status(tmp_path)) <= 3, 30,
                      "the backlog to drain")
             final = daemon_status(tmp_path)
             stop_daemon(process, log_path)
@@ -244,7 +244,7 @@ def test_a_second_daemon_on_the_same_state_directory_refuses_and_the_first_loses
             wait_for(lambda: daemon_status(tmp_path)["samples"] > samples + 5, 10,
                      "the first daemon to carry on")
             assert daemon_status(tmp_path)["pid"] == first.pid
-            wait_for(lambda: daemon_status(tmp_path)["outbox"]["depth"] <= 3, 30,
+            wait_for(lambda: queued(daemon_status(tmp_path)) <= 3, 30,
                      "the first daemon's backlog to drain")
             stop_daemon(first, log_path)
         books = ledger(tmp_path / "state", receiver)
