@@ -140,6 +140,56 @@ def test_a_damaged_outbox_file_loses_nothing_that_can_still_be_read(tmp_path, re
            arrived=arrived_total, **outcomes)
 
 
+def intact_by_key(path: Path) -> tuple[str, dict[int, dict]]:
+    """The file's epoch, and every reading an independent reader gets back by key from a copy
+    of `path`, as upstream will see it: seq -> record."""
+    with tempfile.TemporaryDirectory() as scratch:
+        copy = Path(scratch) / "copy.sqlite"
+        shutil.copyfile(path, copy)
+        found = {}
+        with contextlib.closing(sqlite3.connect(f"file:{copy}?mode=ro", uri=True)) as database:
+            epoch = database.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()[0]
+            for seq in range(1, 2000):
+                try:
+                    row = database.execute("SELECT type, time, body FROM readings WHERE seq = ?",
+                                           (seq,)).fetchone()
+                    if row is not None:
+                        found[seq] = native_record(Record(seq, row[0], row[1],
+                                                          json.loads(row[2])))
+                except (sqlite3.Error, ValueError, TypeError):
+                    pass
+    return epoch, found
+
+
+def test_nothing_is_acknowledged_into_a_damaged_file_before_it_is_checked(tmp_path):
+    """Trial 30 of the soak (tests/data/outbox-damaged-trial-30.sqlite, 78 random bytes in one
+    page): the uploader delivered and acknowledged a batch before anything noticed the damage,
+    and the DELETE on the damaged page destroyed four intact rows next to it (seq 199-202),
+    which then never arrived. Now the writer thread runs PRAGMA quick_check first."""
+    state = tmp_path / "state"
+    state.mkdir()
+    shutil.copyfile(ROOT / "tests" / "data" / "outbox-damaged-trial-30.sqlite",
+                    state / "outbox.sqlite")
+    epoch, readable = intact_by_key(state / "outbox.sqlite")
+    assert {199, 200, 201, 202} <= set(readable)
+
+    with ReceiverProcess(tmp_path) as receiver:
+        def arrived() -> dict[int, dict]:
+            with contextlib.closing(sqlite3.connect(receiver.db)) as database:
+                return {seq: json.loads(body) for seq, body in database.execute(
+                    "SELECT seq, body FROM records WHERE station = ? AND epoch = ?",
+                    (STATION, epoch))}
+
+        config = gauge_config(tmp_path, receiver.url, batch_max=100)
+        log_path = tmp_path / "daemon.log"
+        with open(log_path, "w") as log, \
+                running_daemon(config, "--simulate", stderr=log) as process:
+            wait_for(lambda: set(readable) <= set(arrived()), 30, "every readable reading")
+            stop_daemon(process, log_path)
+        got = arrived()
+    assert all(got[seq] == record for seq, record in readable.items())
+
+
 # -- a full card -----------------------------------------------------------------------------
 
 
