@@ -111,7 +111,8 @@ class StationConfig:
 @dataclass(frozen=True)
 class SimulatedSensorConfig:
     scenario: str = field(default="flash-flood", metadata=_rule(one_of(*SCENARIOS)))
-    time_scale: float = field(default=1.0, metadata=_rule(between(0.001, 10000)))  # scenario seconds per real second
+    # Scenario seconds per real second.
+    time_scale: float = field(default=1.0, metadata=_rule(between(0.001, 10000)))
     seed: int = field(default=1, metadata=_rule(between(0, 2**31 - 1)))
     spike_probability: float = field(default=0.01, metadata=_rule(between(0, 1, "a probability")))
     no_echo_probability: float = field(default=0.02,
@@ -125,7 +126,8 @@ class HcSr04Config:
     trigger_pin: int = field(default=5, metadata=_rule(bcm_pin))
     echo_pin: int = field(default=6, metadata=_rule(bcm_pin))  # through a 5 V -> 3.3 V divider
     timeout_s: float = field(default=0.1, metadata=_rule(between(0.05, 1.0, "seconds")))
-    read_gap_s: float = field(default=0.06, metadata=_rule(between(0.06, 10, "seconds")))  # datasheet: >= 60 ms
+    # The datasheet's minimum between pings: 60 ms.
+    read_gap_s: float = field(default=0.06, metadata=_rule(between(0.06, 10, "seconds")))
 
 
 @dataclass(frozen=True)
@@ -209,7 +211,8 @@ class FilterConfig:
     # Readings that must agree before a jump across a silence is believed (1 = at once).
     confirm_samples: int = field(default=2, metadata=_rule(between(1, 10)))
     reject_to_fault_s: float = field(default=300.0, metadata=_rule(between(0, DAY_S, "seconds")))
-    stuck_after_s: float = field(default=21600.0, metadata=_rule(between(0, 30 * DAY_S, "seconds")))  # 0 = off
+    stuck_after_s: float = field(default=21600.0,  # 0 = off
+                                 metadata=_rule(between(0, 30 * DAY_S, "seconds")))
     stuck_tolerance_m: float = field(default=0.0, metadata=_rule(between(0, 1, "metres")))
 
 
@@ -250,7 +253,8 @@ class AlarmConfig:
     on_delay_s: float = field(default=0.0, metadata=_rule(between(0, 3600, "seconds")))
     off_delay_s: float = field(default=900.0, metadata=_rule(between(0, DAY_S, "seconds")))
     stale_after_s: float = field(default=120.0, metadata=_rule(between(1, 7 * DAY_S, "seconds")))
-    restore_within_s: float = field(default=600.0, metadata=_rule(between(0, DAY_S, "seconds")))  # 0 = never
+    restore_within_s: float = field(default=600.0,  # 0 = never
+                                    metadata=_rule(between(0, DAY_S, "seconds")))
     levels: tuple[LevelConfig, ...] = DEFAULT_LEVELS
     rate: RateConfig = RateConfig()
 

@@ -108,7 +108,8 @@ def test_a_point_influx_refuses_is_a_400_so_the_batch_is_split(influx, tmp_path)
         outbox.submit(READING, 1_795_000_010.0, {"level_m": "high", "ok": True})  # type clash
         assert outbox.flush()
         good, bad = outbox.next_batch(2)
-        uploader = Uploader(outbox, UplinkConfig(url=influx, format="influx", batch_s=0.0), "benanga-01")
+        uploader = Uploader(outbox, UplinkConfig(url=influx, format="influx", batch_s=0.0),
+                            "benanga-01")
         assert uploader._post([good]).action == "ok"
         outcome = uploader._post([bad])
     finally:
