@@ -106,7 +106,7 @@ EARLIEST_TIME = -2208988800.0
 LATEST_TIME = 4102444800.0
 
 
-def parse_number(text: str) -> float | None:
+def parse_value(text: str) -> float | None:
     text = text.strip()
     if not _NUMBER.fullmatch(text):
         return None
@@ -119,7 +119,7 @@ def parse_time(text: str) -> float | None:
     text = text.strip()
     if not text or not text.isascii():
         return None
-    moment_s = parse_number(text)
+    moment_s = parse_value(text)
     if moment_s is None:
         if text.endswith(("Z", "z")):
             text = text[:-1] + "+00:00"
@@ -134,10 +134,6 @@ def parse_time(text: str) -> float | None:
         except (OverflowError, ValueError):
             return None
     return moment_s if EARLIEST_TIME <= moment_s <= LATEST_TIME else None
-
-
-def parse_value(text: str) -> float | None:
-    return parse_number(text)
 
 
 def _open_text(path: Path) -> IO[str]:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -129,6 +130,14 @@ def simulated_daemon(tmp_path: Path, env: dict | None = None, stderr=subprocess.
     config = tmp_path / "config.toml"
     config.write_text(fast_config_text(tmp_path), encoding="utf-8")
     return running_daemon(config, "--simulate", env=env, stderr=stderr)
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on (for a server that is down or comes
+    up later)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def wait_for(predicate, timeout: float, what: str, poll_s: float = 0.05):

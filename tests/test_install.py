@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import stat
 import subprocess
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, wait_for
+from tests.conftest import ROOT, free_port, wait_for
 
 needs_sysusers = pytest.mark.skipif(shutil.which("systemd-sysusers") is None,
                                     reason="systemd-sysusers is not installed (.ci/run installs"
@@ -75,9 +74,7 @@ def test_every_command_runs_from_the_installed_package(installed, tmp_path):
     token.write_text("installed-test-token\n")
     receiver_tokens = tmp_path / "receiver-tokens"
     receiver_tokens.write_text("benanga-01 installed-test-token\n")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     receiver_db = tmp_path / "receiver.sqlite"
     config = tmp_path / "config.toml"
     config.write_text(f"""

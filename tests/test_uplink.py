@@ -6,7 +6,6 @@ import email.utils
 import logging
 import os
 import shutil
-import socket
 import sqlite3
 import subprocess
 import time
@@ -17,6 +16,7 @@ from agent.config import UplinkConfig
 from agent.outbox import EVENT, READING, Outbox
 from agent.receiver import ReferenceReceiver
 from agent.uplink import Uploader, parse_retry_after, redact_url
+from tests.conftest import free_port
 from tests.hostile_upstream import HostileUpstream, answer, garbage, huge_body, trickle
 
 TOKEN = "tok-3f9a7c1e-never-in-logs"
@@ -365,9 +365,7 @@ def test_odd_retry_after_values_never_make_a_hot_loop(receiver, outbox, token_fi
 
 
 def test_a_new_alarm_event_cuts_the_backoff_short_and_goes_first(tmp_path, outbox, token_file):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     readings(outbox, 5)
     uploader = run_uploader(outbox, uplink_config(f"http://127.0.0.1:{port}/ingest", token_file,
                                                   backoff_max_s=120.0))

@@ -5,7 +5,6 @@ gauge ever committed went (upstream, dead letters, still queued, or nowhere: los
 from __future__ import annotations
 
 import json
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -13,16 +12,10 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.conftest import ROOT, wait_for
+from tests.conftest import ROOT, free_port, wait_for
 
 STATION = "benanga-01"
 TOKEN = "reliability-token-0123456789"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def gauge_config(tmp_path: Path, url: str, scenario: str = "calm", time_scale: float = 1.0,

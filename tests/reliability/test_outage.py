@@ -15,10 +15,9 @@ from pathlib import Path
 from agent.daemon import Daemon
 from agent.outbox import Outbox
 from agent.sensors.simulated import SimulatedSensor
-from tests.conftest import config_from, daemon_status, running_daemon, wait_for
+from tests.conftest import config_from, daemon_status, free_port, running_daemon, wait_for
 from tests.reliability.conftest import scale
-from tests.reliability.harness import (ReceiverProcess, free_port, gauge_config, ledger, queued,
-                                       stop_daemon)
+from tests.reliability.harness import ReceiverProcess, gauge_config, ledger, queued, stop_daemon
 
 WEEK_S = 7 * 24 * 3600
 INTERVAL_S = 10.0

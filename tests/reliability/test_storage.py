@@ -60,30 +60,39 @@ def damage(path: Path, rng: random.Random) -> list[tuple[int, int]]:
     return spots
 
 
-def readable_records(path: Path, queued: dict[int, dict]) -> set[int]:
-    """The queued records an independent reader still gets back intact, row by row by key,
-    from a copy of the damaged file: what the daemon must not lose."""
+def records_by_key(path: Path, seqs, table: str) -> dict[int, dict]:
+    """What an independent reader gets back, row by row by key, from a copy of the damaged
+    file, as upstream will see it: seq -> record (rows that cannot be read are left out)."""
     with tempfile.TemporaryDirectory() as scratch:
         copy = Path(scratch) / "copy.sqlite"
         shutil.copyfile(path, copy)
-        found = set()
+        found = {}
         try:
             database = sqlite3.connect(f"file:{copy}?mode=ro", uri=True)
         except sqlite3.Error:
             return found
         with contextlib.closing(database):
-            for seq, record in queued.items():
-                table = "events" if record["type"] == EVENT else "readings"
+            for seq in seqs:
                 try:
                     row = database.execute(f"SELECT type, time, body FROM {table} WHERE seq = ?",
                                            (seq,)).fetchone()
-                    intact = row is not None and native_record(
-                        Record(seq, row[0], row[1], json.loads(row[2]))) == record
+                    if row is not None:
+                        found[seq] = native_record(Record(seq, row[0], row[1],
+                                                          json.loads(row[2])))
                 except (sqlite3.Error, ValueError, TypeError):
-                    intact = False
-                if intact:
-                    found.add(seq)
+                    pass
     return found
+
+
+def readable_records(path: Path, queued: dict[int, dict]) -> set[int]:
+    """The queued records an independent reader still gets back intact: what the daemon must
+    not lose."""
+    found = {}
+    for table in ("events", "readings"):
+        found.update(records_by_key(path, [seq for seq, record in queued.items()
+                                           if (record["type"] == EVENT) == (table == "events")],
+                                    table))
+    return {seq for seq, record in found.items() if record == queued[seq]}
 
 
 def arrived_intact(receiver: ReceiverProcess, queued: dict[int, dict]) -> set[int]:
@@ -141,24 +150,10 @@ def test_a_damaged_outbox_file_loses_nothing_that_can_still_be_read(tmp_path, re
 
 
 def intact_by_key(path: Path) -> tuple[str, dict[int, dict]]:
-    """The file's epoch, and every reading an independent reader gets back by key from a copy
-    of `path`, as upstream will see it: seq -> record."""
-    with tempfile.TemporaryDirectory() as scratch:
-        copy = Path(scratch) / "copy.sqlite"
-        shutil.copyfile(path, copy)
-        found = {}
-        with contextlib.closing(sqlite3.connect(f"file:{copy}?mode=ro", uri=True)) as database:
-            epoch = database.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()[0]
-            for seq in range(1, 2000):
-                try:
-                    row = database.execute("SELECT type, time, body FROM readings WHERE seq = ?",
-                                           (seq,)).fetchone()
-                    if row is not None:
-                        found[seq] = native_record(Record(seq, row[0], row[1],
-                                                          json.loads(row[2])))
-                except (sqlite3.Error, ValueError, TypeError):
-                    pass
-    return epoch, found
+    """The file's epoch, and every reading an independent reader gets back by key."""
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as database:
+        epoch = database.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()[0]
+    return epoch, records_by_key(path, range(1, 2000), "readings")
 
 
 def test_nothing_is_acknowledged_into_a_damaged_file_before_it_is_checked(tmp_path):
