@@ -21,12 +21,12 @@ Semantics (the README explains them for technicians):
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 
 from agent.config import Config
 from agent.faults import FaultMonitor
 from agent.pipeline import Measurement
+from agent.units import format_utc
 
 
 class Event:
@@ -40,8 +40,11 @@ class Event:
         self.data = data
 
     def as_dict(self, time_text: str | None = None) -> dict:
-        return {"time": time_text if time_text is not None else self.time, "kind": self.kind,
-                **self.data}
+        return {
+            "time": time_text if time_text is not None else self.time,
+            "kind": self.kind,
+            **self.data,
+        }
 
     def to_json(self) -> str:
         """JSON line with `time` as UTC ISO 8601 (`time` must then be epoch seconds)."""
@@ -49,13 +52,6 @@ class Event:
 
     def __repr__(self) -> str:
         return f"Event({self.time!r}, {self.kind!r}, {self.data!r})"
-
-
-def format_utc(epoch: float) -> str:
-    moment = dt.datetime.fromtimestamp(epoch, dt.timezone.utc)
-    if moment.microsecond:
-        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _mm(value: float | None) -> float | None:
@@ -78,8 +74,8 @@ class AlarmEngine:
         self.rate_raises = self.names.index(rate.raises) if rate.enabled else 0
         self.faults = FaultMonitor(config, start)
 
-        self.state = 0                      # index into names: the threshold state
-        self.level_m: float | None = None   # latest smoothed level
+        self.state = 0  # index into names: the threshold state
+        self.level_m: float | None = None  # latest smoothed level
         self.rate_m_per_h: float | None = None
         self.raise_since: list[float | None] = [None] * len(self.thresholds)
         self.clear_since: float | None = None
@@ -140,7 +136,9 @@ class AlarmEngine:
             since, delay = self.rate_since, self.on_delay_s
         if since is not None and (best is None or since + delay < best):
             best = since + delay
-        if self.clear_since is not None and (best is None or self.clear_since + self.off_delay_s < best):
+        if self.clear_since is not None and (
+            best is None or self.clear_since + self.off_delay_s < best
+        ):
             best = self.clear_since + self.off_delay_s
         return best
 
@@ -159,8 +157,15 @@ class AlarmEngine:
         return events
 
     def _snapshot(self) -> tuple:
-        return (self.state, self.rate_active, frozenset(self.faults.active), self.clear_since,
-                self.rate_since, self.rate_clear_since, tuple(self.raise_since))
+        return (
+            self.state,
+            self.rate_active,
+            frozenset(self.faults.active),
+            self.clear_since,
+            self.rate_since,
+            self.rate_clear_since,
+            tuple(self.raise_since),
+        )
 
     def _fault_event(self, now: float, fault: str, active: bool) -> Event:
         data = {"fault": fault, "active": active}
@@ -179,10 +184,12 @@ class AlarmEngine:
         """Take in one sample (call `run_until(measurement.time)` first)."""
         now = measurement.time
         changes = self.faults.observe(measurement)
-        events = [self._fault_event(now, fault, active) for fault, active in changes] \
-            if changes else []
+        events = (
+            [self._fault_event(now, fault, active) for fault, active in changes] if changes else []
+        )
         if measurement.accepted:
             level = measurement.smoothed_m
+            assert level is not None, "an accepted reading has a smoothed level"
             self.level_m = level
             raise_since = self.raise_since
             if level < self.thresholds[0]:
@@ -239,9 +246,17 @@ class AlarmEngine:
         for index in range(len(self.thresholds), self.state, -1):
             since = self.raise_since[index - 1]
             if since is not None and now - since >= self.on_delay_s:
-                events.append(Event(now, "level", {"state": self.names[index],
-                                                   "previous": self.names[self.state],
-                                                   "level_m": _mm(self.level_m)}))
+                events.append(
+                    Event(
+                        now,
+                        "level",
+                        {
+                            "state": self.names[index],
+                            "previous": self.names[self.state],
+                            "level_m": _mm(self.level_m),
+                        },
+                    )
+                )
                 self.state = index
                 self.clear_since = None
                 return
@@ -262,9 +277,17 @@ class AlarmEngine:
             if level >= self.thresholds[index - 1] - self.deadband_m:
                 new_state = index
                 break
-        events.append(Event(now, "level", {"state": self.names[new_state],
-                                           "previous": self.names[self.state],
-                                           "level_m": _mm(level)}))
+        events.append(
+            Event(
+                now,
+                "level",
+                {
+                    "state": self.names[new_state],
+                    "previous": self.names[self.state],
+                    "level_m": _mm(level),
+                },
+            )
+        )
         self.state = new_state
         self.clear_since = None
 
@@ -285,6 +308,12 @@ class AlarmEngine:
 
     def _rate_event(self, now: float) -> Event:
         rate = self.rate_m_per_h
-        return Event(now, "rate", {"active": self.rate_active,
-                                   "rise_m_per_h": None if rate is None else round(rate, 3),
-                                   "level_m": _mm(self.level_m)})
+        return Event(
+            now,
+            "rate",
+            {
+                "active": self.rate_active,
+                "rise_m_per_h": None if rate is None else round(rate, 3),
+                "level_m": _mm(self.level_m),
+            },
+        )

@@ -20,7 +20,7 @@ import threading
 
 from agent.config import Config
 
-BLINK_PERIOD_S = 1.0        # red-blink and the fault blink: 0.5 s on, 0.5 s off
+BLINK_PERIOD_S = 1.0  # red-blink and the fault blink: 0.5 s on, 0.5 s off
 HEARTBEAT_FLASH_S = 0.2
 
 
@@ -75,7 +75,7 @@ class Annunciator:
         self.pattern_since = start
         self.silenced_until: float | None = None
         self.silenced_warning = 0
-        self._siren_on_since: float | None = None   # for the duty limit
+        self._siren_on_since: float | None = None  # for the duty limit
         self._rest_until: float | None = None
         # Set when the alarm, the faults or a silence change: the output thread, asleep until
         # the next blink or pattern edge, renders at once.
@@ -95,7 +95,7 @@ class Annunciator:
             if (self.warning, self.faults, self.pattern_name, self.silenced_until) != before:
                 self.changed.set()
 
-    def take_over(self, previous: "Annunciator") -> None:
+    def take_over(self, previous: Annunciator) -> None:
         """After a configuration reload: a silence and the siren's duty cycle go on."""
         with previous._lock:
             self.silenced_until = previous.silenced_until
@@ -122,8 +122,9 @@ class Annunciator:
         with self._lock:
             siren = self._siren(now)
             lamp = self.config.lamp_for(self.warning)
-            red = lamp == "red" or (lamp == "red-blink"
-                                    and _blink_on(now, self.pattern_since, BLINK_PERIOD_S))
+            red = lamp == "red" or (
+                lamp == "red-blink" and _blink_on(now, self.pattern_since, BLINK_PERIOD_S)
+            )
             if self.faults:
                 amber = _blink_on(now, self.start, BLINK_PERIOD_S)
             else:
@@ -140,13 +141,17 @@ class Annunciator:
             if self.faults:
                 edges.append(_next_edge(now, self.start, BLINK_PERIOD_S / 2, BLINK_PERIOD_S))
             if self.config.lamp_for(self.warning) == "red-blink":
-                edges.append(_next_edge(now, self.pattern_since, BLINK_PERIOD_S / 2,
-                                        BLINK_PERIOD_S))
+                edges.append(
+                    _next_edge(now, self.pattern_since, BLINK_PERIOD_S / 2, BLINK_PERIOD_S)
+                )
             if self.pattern_name != "off":
                 pattern = self.config.pattern(self.pattern_name)
                 if pattern is not None and pattern.off_s > 0:
-                    edges.append(_next_edge(now, self.pattern_since, pattern.on_s,
-                                            pattern.on_s + pattern.off_s))
+                    edges.append(
+                        _next_edge(
+                            now, self.pattern_since, pattern.on_s, pattern.on_s + pattern.off_s
+                        )
+                    )
                 for moment in (self.silenced_until, self._rest_until):
                     if moment is not None and moment > now:
                         edges.append(moment)

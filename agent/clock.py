@@ -43,8 +43,7 @@ def clock_synchronised(timesync_dir: Path = TIMESYNC_DIR) -> bool | None:
 class SyncWatch:
     """`clock_synchronised`, asked at most every `every_s` (it is on every record's path)."""
 
-    def __init__(self, every_s: float = 30.0, probe=clock_synchronised,
-                 monotonic=time.monotonic):
+    def __init__(self, every_s: float = 30.0, probe=clock_synchronised, monotonic=time.monotonic):
         self.every_s = every_s
         self.probe = probe
         self.monotonic = monotonic

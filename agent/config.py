@@ -17,9 +17,10 @@ import re
 import tomllib
 import typing
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from agent.errors import ConfigError, UnreadableFile
 from agent.files import is_regular_file, read_small_file
@@ -30,7 +31,6 @@ CALIBRATION_FILE_NAME = "calibration.toml"
 # daemon reads the real value from $WATCHDOG_USEC; check-config uses that when it is set.
 UNIT_WATCHDOG_S = 60.0
 
-SENSOR_KINDS = ("hcsr04", "serial-ultrasonic", "modbus-pressure", "simulated")
 LAMPS = ("off", "amber", "red", "red-blink")
 SCENARIOS = ("calm", "flash-flood", "slow-rise", "noisy", "object-in-beam", "outage")
 MODBUS_DATA_TYPES = ("int16", "uint16", "int32", "uint32", "float32")
@@ -54,25 +54,34 @@ def between(low: float, high: float, what: str = "") -> Rule:
 
     def check(value) -> str | None:
         return None if low <= value <= high else words
-    check.range = (low, high)     # type: ignore[attr-defined]  # config.toml shows it
+
+    check.range = (low, high)  # type: ignore[attr-defined]  # config.toml shows it
     return check
 
 
 def magnitude(low: float, high: float) -> Rule:
     """|value| within [low, high], either sign (a scale or a sensor's code may be negative)."""
-    return lambda value: None if low <= abs(value) <= high else (
-        f"must be from {low:g} to {high:g} or from {-high:g} to {-low:g}" if low
-        else f"must be from {-high:g} to {high:g}")
+    return lambda value: (
+        None
+        if low <= abs(value) <= high
+        else (
+            f"must be from {low:g} to {high:g} or from {-high:g} to {-low:g}"
+            if low
+            else f"must be from {-high:g} to {high:g}"
+        )
+    )
 
 
 def each(rule: Rule) -> Rule:
     """A rule for every item of a list."""
+
     def check(values) -> str | None:
         for index, value in enumerate(values):
             complaint = rule(value)
             if complaint:
                 return f"(item {index}: {value}) {complaint}"
         return None
+
     return check
 
 
@@ -89,11 +98,29 @@ def one_of(*choices: str) -> Rule:
 bcm_pin = between(0, 27, "a BCM GPIO number")
 
 
+def sensor_kind(value: str) -> str | None:
+    """One of the kinds the driver registry (agent.sensors) found."""
+    # Imported here: the registry imports the driver modules, and they import this module.
+    from agent.sensors import sensor_kinds
+
+    return one_of(*sensor_kinds())(value)
+
+
+def uplink_format(value: str) -> str | None:
+    """One of the formats the transport registry (agent.transports) found."""
+    from agent.transports import transport_formats  # as above: the transports import this
+
+    return one_of(*transport_formats())(value)
+
+
 def level_name(value: str) -> str | None:
     if value == "normal":
         return "'normal' is the state below the first level; choose another name"
-    return None if re.fullmatch(r"[a-z][a-z0-9_-]{0,31}", value) else (
-        "must be a lower-case name (letters, digits, '-', '_'), e.g. 'siaga'")
+    return (
+        None
+        if re.fullmatch(r"[a-z][a-z0-9_-]{0,31}", value)
+        else ("must be a lower-case name (letters, digits, '-', '_'), e.g. 'siaga'")
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -102,9 +129,16 @@ def level_name(value: str) -> str | None:
 
 @dataclass(frozen=True)
 class StationConfig:
-    id: str = field(default="benanga-01", metadata=_rule(
-        lambda v: None if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", v)
-        else "must be 1-64 letters, digits, '.', '_' or '-'"))
+    id: str = field(
+        default="benanga-01",
+        metadata=_rule(
+            lambda v: (
+                None
+                if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", v)
+                else "must be 1-64 letters, digits, '.', '_' or '-'"
+            )
+        ),
+    )
     name: str = "Bendungan Benanga"
 
 
@@ -115,8 +149,7 @@ class SimulatedSensorConfig:
     time_scale: float = field(default=1.0, metadata=_rule(between(0.001, 10000)))
     seed: int = field(default=1, metadata=_rule(between(0, 2**31 - 1)))
     spike_probability: float = field(default=0.01, metadata=_rule(between(0, 1, "a probability")))
-    no_echo_probability: float = field(default=0.02,
-                                       metadata=_rule(between(0, 1, "a probability")))
+    no_echo_probability: float = field(default=0.02, metadata=_rule(between(0, 1, "a probability")))
     noise_m: float = field(default=0.005, metadata=_rule(between(0, 1, "metres")))
     repeat: bool = True  # start the scenario again when it ends
 
@@ -142,9 +175,16 @@ class SerialUltrasonicConfig:
     port: str = "/dev/ttyUSB0"
     baudrate: int = field(default=9600, metadata=_rule(between(300, 921600, "bits/s")))
     unit: str = field(default="mm", metadata=_rule(one_of("mm", "cm")))
-    frame_start: str = field(default="R", metadata=_rule(
-        lambda v: None if len(v) == 1 and v.isprintable() and not v.isdigit()
-        else "must be one printable character that is not a digit"))
+    frame_start: str = field(
+        default="R",
+        metadata=_rule(
+            lambda v: (
+                None
+                if len(v) == 1 and v.isprintable() and not v.isdigit()
+                else "must be one printable character that is not a digit"
+            )
+        ),
+    )
     digits: int = field(default=4, metadata=_rule(between(1, 6)))
     timeout_s: float = field(default=1.0, metadata=_rule(between(0.01, 10, "seconds")))
 
@@ -154,24 +194,30 @@ class ModbusConfig:
     port: str = "/dev/ttyUSB0"
     baudrate: int = field(default=9600, metadata=_rule(between(300, 921600, "bits/s")))
     parity: str = field(default="N", metadata=_rule(one_of("N", "E", "O")))
-    stopbits: int = field(default=1, metadata=_rule(
-        lambda v: None if v in (1, 2) else "must be 1 or 2"))
+    stopbits: int = field(
+        default=1, metadata=_rule(lambda v: None if v in (1, 2) else "must be 1 or 2")
+    )
     slave_id: int = field(default=1, metadata=_rule(between(1, 247, "a Modbus address")))
     register: int = field(default=0, metadata=_rule(between(0, 65535, "a register address")))
-    function: int = field(default=3, metadata=_rule(
-        lambda v: None if v in (3, 4) else "must be 3 (holding) or 4 (input registers)"))
+    function: int = field(
+        default=3,
+        metadata=_rule(
+            lambda v: None if v in (3, 4) else "must be 3 (holding) or 4 (input registers)"
+        ),
+    )
     data_type: str = field(default="int16", metadata=_rule(one_of(*MODBUS_DATA_TYPES)))
     word_order: str = field(default="big", metadata=_rule(one_of("big", "little")))
     scale: float = field(default=0.001, metadata=_rule(magnitude(1e-9, 1e6)))
     unit: str = field(default="m", metadata=_rule(one_of(*PRESSURE_UNITS)))
-    density_kg_m3: float = field(default=1000.0,
-                                 metadata=_rule(between(900, 1300, "a water density in kg/m3")))
+    density_kg_m3: float = field(
+        default=1000.0, metadata=_rule(between(900, 1300, "a water density in kg/m3"))
+    )
     timeout_s: float = field(default=0.5, metadata=_rule(between(0.01, 10, "seconds")))
 
 
 @dataclass(frozen=True)
 class SensorConfig:
-    kind: str = field(default="simulated", metadata=_rule(one_of(*SENSOR_KINDS)))
+    kind: str = field(default="simulated", metadata=_rule(sensor_kind))
     interval_s: float = field(default=10.0, metadata=_rule(between(0.01, 3600, "seconds")))
     alarm_interval_s: float = field(default=2.0, metadata=_rule(between(0.01, 600, "seconds")))
     burst: int = field(default=5, metadata=_rule(between(1, 50)))
@@ -180,8 +226,12 @@ class SensorConfig:
     invalid_values: tuple[float, ...] = field(default=(), metadata=_rule(each(magnitude(0, 1e7))))
     fail_to_fault: int = field(default=3, metadata=_rule(between(1, 1000)))
     backoff_max_s: float = field(default=60.0, metadata=_rule(between(0, 3600, "seconds")))
-    power_relay_pin: int = field(default=-1, metadata=_rule(
-        lambda v: None if v == -1 or 0 <= v <= 27 else "must be -1 (none) or a BCM GPIO number"))
+    power_relay_pin: int = field(
+        default=-1,
+        metadata=_rule(
+            lambda v: None if v == -1 or 0 <= v <= 27 else "must be -1 (none) or a BCM GPIO number"
+        ),
+    )
     power_relay_active_high: bool = True
     power_cycle_after: int = field(default=10, metadata=_rule(between(1, 10000)))
     power_off_s: float = field(default=2.0, metadata=_rule(between(0.1, 60, "seconds")))
@@ -211,8 +261,10 @@ class FilterConfig:
     # Readings that must agree before a jump across a silence is believed (1 = at once).
     confirm_samples: int = field(default=2, metadata=_rule(between(1, 10)))
     reject_to_fault_s: float = field(default=300.0, metadata=_rule(between(0, DAY_S, "seconds")))
-    stuck_after_s: float = field(default=21600.0,  # 0 = off
-                                 metadata=_rule(between(0, 30 * DAY_S, "seconds")))
+    stuck_after_s: float = field(
+        default=21600.0,  # 0 = off
+        metadata=_rule(between(0, 30 * DAY_S, "seconds")),
+    )
     stuck_tolerance_m: float = field(default=0.0, metadata=_rule(between(0, 1, "metres")))
 
 
@@ -229,9 +281,16 @@ class LevelConfig:
 class RateConfig:
     enabled: bool = True
     rise_m_per_h: float = field(default=0.05, metadata=_rule(between(0.001, 100, "m/h")))
-    clear_m_per_h: float = field(default=-1.0, metadata=_rule(  # -1 = half of rise_m_per_h
-        lambda v: None if v == -1 or 0 <= v <= 100
-        else "must be from 0 to 100 m/h, or -1 (half of rise_m_per_h)"))
+    clear_m_per_h: float = field(
+        default=-1.0,
+        metadata=_rule(  # -1 = half of rise_m_per_h
+            lambda v: (
+                None
+                if v == -1 or 0 <= v <= 100
+                else "must be from 0 to 100 m/h, or -1 (half of rise_m_per_h)"
+            )
+        ),
+    )
     window_s: float = field(default=1800.0, metadata=_rule(between(1, DAY_S, "seconds")))
     raises: str = "waspada"
 
@@ -253,8 +312,10 @@ class AlarmConfig:
     on_delay_s: float = field(default=0.0, metadata=_rule(between(0, 3600, "seconds")))
     off_delay_s: float = field(default=900.0, metadata=_rule(between(0, DAY_S, "seconds")))
     stale_after_s: float = field(default=120.0, metadata=_rule(between(1, 7 * DAY_S, "seconds")))
-    restore_within_s: float = field(default=600.0,  # 0 = never
-                                    metadata=_rule(between(0, DAY_S, "seconds")))
+    restore_within_s: float = field(
+        default=600.0,  # 0 = never
+        metadata=_rule(between(0, DAY_S, "seconds")),
+    )
     levels: tuple[LevelConfig, ...] = DEFAULT_LEVELS
     rate: RateConfig = RateConfig()
 
@@ -289,10 +350,17 @@ class OutputsConfig:
 
 @dataclass(frozen=True)
 class UplinkConfig:
-    url: str = field(default="", metadata=_rule(
-        lambda v: None if v == "" or re.fullmatch(r"https?://[^\s]+", v)
-        else "must be empty (store only) or an http:// or https:// URL"))
-    format: str = field(default="native", metadata=_rule(one_of("native", "influx")))
+    url: str = field(
+        default="",
+        metadata=_rule(
+            lambda v: (
+                None
+                if v == "" or re.fullmatch(r"https?://[^\s]+", v)
+                else "must be empty (store only) or an http:// or https:// URL"
+            )
+        ),
+    )
+    format: str = field(default="native", metadata=_rule(uplink_format))
     token_file: str = ""  # empty: $CREDENTIALS_DIRECTORY/token (systemd LoadCredential)
     influx_db: str = "gauge"
     batch_max: int = field(default=500, metadata=_rule(between(1, 10000)))
@@ -372,8 +440,12 @@ def _default_outputs(index: int, count: int) -> tuple[str, str]:
 # Loading
 
 
-def load_config(path: str | os.PathLike | None = None, overrides: typing.Sequence[str] = (),
-                *, use_calibration_file: bool = True) -> Config:
+def load_config(
+    path: str | os.PathLike | None = None,
+    overrides: typing.Sequence[str] = (),
+    *,
+    use_calibration_file: bool = True,
+) -> Config:
     """Read `path` (None = embedded defaults), merge calibration.toml and `--set` overrides.
 
     Raises ConfigError listing every problem found, one line each: syntax, each key, the rules
@@ -386,8 +458,9 @@ def load_config(path: str | os.PathLike | None = None, overrides: typing.Sequenc
         data = _read_toml(path, problems)
         calibration_path = path.parent / CALIBRATION_FILE_NAME
         if use_calibration_file and calibration_path.exists():
-            _merge_calibration(data, _read_toml(calibration_path, problems), calibration_path,
-                               problems)
+            _merge_calibration(
+                data, _read_toml(calibration_path, problems), calibration_path, problems
+            )
     for override in overrides:
         _apply_override(data, override, problems)
     try:
@@ -401,14 +474,16 @@ def load_config(path: str | os.PathLike | None = None, overrides: typing.Sequenc
 
 def _merge_calibration(data: dict, calibration: dict, path: Path, problems: list[str]) -> None:
     for key in sorted(set(calibration) - {"calibration"}):
-        problems.append(f"{path}: [{key}] does not belong in a calibration file"
-                        " (only [calibration])")
+        problems.append(
+            f"{path}: [{key}] does not belong in a calibration file (only [calibration])"
+        )
     section = calibration.get("calibration")
     if section is None:
         return
     if not isinstance(section, dict):
-        problems.append(f"{path}: calibration must be a table ([calibration]),"
-                        f" not {_show(section)}")
+        problems.append(
+            f"{path}: calibration must be a table ([calibration]), not {_show(section)}"
+        )
         return
     merged = data.get("calibration")
     data["calibration"] = {**(merged if isinstance(merged, dict) else {}), **section}
@@ -435,15 +510,18 @@ def _read_toml(path: Path, problems: list[str]) -> dict:
     try:
         raw = read_small_file(path)
     except UnreadableFile as error:
-        hint = (" (pass --config PATH, or create it from the config.toml template)"
-                if "no such file" in str(error) else "")
+        hint = (
+            " (pass --config PATH, or create it from the config.toml template)"
+            if "no such file" in str(error)
+            else ""
+        )
         problems.append(f"{error}{hint}")
         return {}
     try:
         # utf-8-sig: Windows Notepad starts files with a byte-order mark; it means nothing here.
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
-        line = raw[:error.start].count(b"\n") + 1
+        line = raw[: error.start].count(b"\n") + 1
         problems.append(f"{path}: line {line}: not UTF-8 text (save the file as UTF-8)")
         return {}
     return _parse_toml(text, str(path), problems)
@@ -459,7 +537,7 @@ def _parse_toml(text: str, where: str, problems: list[str]) -> dict:
             problems.append(f"{where}: {message}")
             if bad_line is None:
                 return {}
-            lines[bad_line] = ""   # left out; the rest is still checked
+            lines[bad_line] = ""  # left out; the rest is still checked
     problems.append(f"{where}: more than {MAX_SYNTAX_PROBLEMS} syntax errors; stopped reading")
     return {}
 
@@ -471,8 +549,9 @@ def _locate_syntax_error(lines: list[str], message: str) -> tuple[int | None, st
         duplicate = _find_duplicate_key(lines)
         if duplicate is not None:
             index, first, key = duplicate
-            return index, (f"line {index + 1}: {key} is given twice (also on line {first + 1});"
-                           " keep one")
+            return index, (
+                f"line {index + 1}: {key} is given twice (also on line {first + 1}); keep one"
+            )
     position = _ERROR_POSITION.search(message)
     if position is None:
         return None, f"not valid TOML: {message}"
@@ -526,8 +605,10 @@ def _apply_override(data: dict, override: str, problems: list[str]) -> None:
     try:
         value = tomllib.loads(f"v = {raw_value.strip()}")["v"]
     except tomllib.TOMLDecodeError:
-        problems.append(f"--set {key}: {raw_value.strip()!r} is not a TOML value"
-                        " (quote strings: name=\"x\"; numbers and [lists] as is)")
+        problems.append(
+            f"--set {key}: {raw_value.strip()!r} is not a TOML value"
+            ' (quote strings: name="x"; numbers and [lists] as is)'
+        )
         return
     parts = key.split(".")
     target: Any = data
@@ -551,8 +632,9 @@ def _apply_override(data: dict, override: str, problems: list[str]) -> None:
             target[name] = _default_list_as_toml(parts[:position] + [name])
         items = target[name]
         if not isinstance(items, list) or int(index) >= len(items):
-            problems.append(f"--set {key}: {'.'.join(parts[:position] + [name])} has no item"
-                            f" [{index}]")
+            problems.append(
+                f"--set {key}: {'.'.join(parts[:position] + [name])} has no item [{index}]"
+            )
             return
         if last:
             items[int(index)] = value
@@ -620,7 +702,7 @@ def _convert(value: Any, hint: Any, path: str, problems: list[str], default: Any
     if hint is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             try:
-                number = float(value)     # an integer past 1.8e308 does not fit a float
+                number = float(value)  # an integer past 1.8e308 does not fit a float
             except OverflowError:
                 number = math.inf
             if not math.isfinite(number):
@@ -643,27 +725,38 @@ def _convert(value: Any, hint: Any, path: str, problems: list[str], default: Any
             problems.append(f"{path}: {_show(value)} must not contain control characters")
             return _INVALID
         return value
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return _build(hint, value, path, problems)
     if origin is tuple:
         item_hint = typing.get_args(hint)[0]
         if item_hint in _NAMED_TABLES:
             if not isinstance(value, dict):
-                problems.append(f"{path}: {_show(value)} must be a table of named entries,"
-                                f" e.g. [{path}.NAME]")
+                problems.append(
+                    f"{path}: {_show(value)} must be a table of named entries, e.g. [{path}.NAME]"
+                )
                 return _INVALID
             for name, entry in value.items():
                 if isinstance(entry, dict) and "name" in entry:
-                    problems.append(f"{path}.{name}.name: the entry's name is its table's"
-                                    f" name ({name!r}); remove this key")
-            return tuple(_build(item_hint, {**entry, "name": name} if isinstance(entry, dict)
-                                else entry, f"{path}.{name}", problems)
-                         for name, entry in value.items())
+                    problems.append(
+                        f"{path}.{name}.name: the entry's name is its table's"
+                        f" name ({name!r}); remove this key"
+                    )
+            return tuple(
+                _build(
+                    item_hint,
+                    {**entry, "name": name} if isinstance(entry, dict) else entry,
+                    f"{path}.{name}",
+                    problems,
+                )
+                for name, entry in value.items()
+            )
         if not isinstance(value, list):
             problems.append(f"{path}: {_show(value)} must be a list")
             return _INVALID
-        items = [_convert(item, item_hint, f"{path}[{i}]", problems, None)
-                 for i, item in enumerate(value)]
+        items = [
+            _convert(item, item_hint, f"{path}[{i}]", problems, None)
+            for i, item in enumerate(value)
+        ]
         return _INVALID if any(item is _INVALID for item in items) else tuple(items)
     raise TypeError(f"config schema has an unsupported type at {path}: {hint!r}")
 
@@ -701,9 +794,14 @@ class Relations:
 
     def report(self, keys: typing.Sequence[str], message: str) -> None:
         for key in keys:
-            if any(key == wrong or key.startswith(wrong + ".") or key.startswith(wrong + "[")
-                   or wrong.startswith(key + ".") or wrong.startswith(key + "[")
-                   for wrong in self.wrong):
+            if any(
+                key == wrong
+                or key.startswith(wrong + ".")
+                or key.startswith(wrong + "[")
+                or wrong.startswith(key + ".")
+                or wrong.startswith(key + "[")
+                for wrong in self.wrong
+            ):
                 return
         self.problems.append(message)
 
@@ -713,14 +811,18 @@ def _check_relations(config: Config, relations: Relations) -> None:
     report = relations.report
     sensor, alarm, outputs = config.sensor, config.alarm, config.outputs
     if sensor.max_range_m <= sensor.min_range_m:
-        report(["sensor.max_range_m", "sensor.min_range_m"],
-               f"sensor.max_range_m: {sensor.max_range_m} must be above"
-               f" sensor.min_range_m ({sensor.min_range_m})")
+        report(
+            ["sensor.max_range_m", "sensor.min_range_m"],
+            f"sensor.max_range_m: {sensor.max_range_m} must be above"
+            f" sensor.min_range_m ({sensor.min_range_m})",
+        )
     if sensor.alarm_interval_s > sensor.interval_s:
-        report(["sensor.alarm_interval_s", "sensor.interval_s"],
-               f"sensor.alarm_interval_s: {sensor.alarm_interval_s} must not be longer"
-               f" than sensor.interval_s ({sensor.interval_s}): sample faster in alarm,"
-               " not slower")
+        report(
+            ["sensor.alarm_interval_s", "sensor.interval_s"],
+            f"sensor.alarm_interval_s: {sensor.alarm_interval_s} must not be longer"
+            f" than sensor.interval_s ({sensor.interval_s}): sample faster in alarm,"
+            " not slower",
+        )
     levels = alarm.levels
     if not 1 <= len(levels) <= 6:
         report(["alarm.levels"], f"alarm.levels: {len(levels)} levels given; 1 to 6 are allowed")
@@ -731,39 +833,57 @@ def _check_relations(config: Config, relations: Relations) -> None:
         if not level.name:
             report([f"{key}.name"], f"{key}.name: missing; every level needs a name")
         elif level.name in seen:
-            report([f"{key}.name"], f"{key}.name: {level.name!r} is already the name of"
-                                    f" alarm.levels[{seen[level.name]}]")
+            report(
+                [f"{key}.name"],
+                f"{key}.name: {level.name!r} is already the name of"
+                f" alarm.levels[{seen[level.name]}]",
+            )
         seen.setdefault(level.name, i)
         if i > 0 and level.above_m <= levels[i - 1].above_m:
-            report([f"{key}.above_m", f"alarm.levels[{i - 1}].above_m"],
-                   f"{key}.above_m: {level.above_m} must be above"
-                   f" alarm.levels[{i - 1}].above_m ({levels[i - 1].above_m})")
+            report(
+                [f"{key}.above_m", f"alarm.levels[{i - 1}].above_m"],
+                f"{key}.above_m: {level.above_m} must be above"
+                f" alarm.levels[{i - 1}].above_m ({levels[i - 1].above_m})",
+            )
         if level.siren and level.siren != "off" and level.siren not in pattern_names:
-            report([f"{key}.siren", "outputs.siren_patterns"],
-                   f"{key}.siren: {level.siren!r} must be 'off' or a pattern"
-                   f" from outputs.siren_patterns ({', '.join(pattern_names)})")
+            report(
+                [f"{key}.siren", "outputs.siren_patterns"],
+                f"{key}.siren: {level.siren!r} must be 'off' or a pattern"
+                f" from outputs.siren_patterns ({', '.join(pattern_names)})",
+            )
     for i in range(1, len(levels)):
         gap = levels[i].above_m - levels[i - 1].above_m
         if 0 < gap <= alarm.deadband_m:
-            report(["alarm.deadband_m", f"alarm.levels[{i}].above_m",
-                    f"alarm.levels[{i - 1}].above_m"],
-                   f"alarm.deadband_m: {alarm.deadband_m} must be smaller than the gap"
-                   f" between alarm.levels[{i - 1}] and alarm.levels[{i}] ({gap:.3f})")
+            report(
+                [
+                    "alarm.deadband_m",
+                    f"alarm.levels[{i}].above_m",
+                    f"alarm.levels[{i - 1}].above_m",
+                ],
+                f"alarm.deadband_m: {alarm.deadband_m} must be smaller than the gap"
+                f" between alarm.levels[{i - 1}] and alarm.levels[{i}] ({gap:.3f})",
+            )
     rate = alarm.rate
     if rate.enabled:
         if rate.raises not in seen:
-            report(["alarm.rate.raises", "alarm.levels"],
-                   f"alarm.rate.raises: {rate.raises!r} must be one of the level names"
-                   f" ({', '.join(level.name for level in levels)})")
+            report(
+                ["alarm.rate.raises", "alarm.levels"],
+                f"alarm.rate.raises: {rate.raises!r} must be one of the level names"
+                f" ({', '.join(level.name for level in levels)})",
+            )
         if rate.effective_clear_m_per_h >= rate.rise_m_per_h:
-            report(["alarm.rate.clear_m_per_h", "alarm.rate.rise_m_per_h"],
-                   f"alarm.rate.clear_m_per_h: {rate.clear_m_per_h} must be below"
-                   f" alarm.rate.rise_m_per_h ({rate.rise_m_per_h})")
+            report(
+                ["alarm.rate.clear_m_per_h", "alarm.rate.rise_m_per_h"],
+                f"alarm.rate.clear_m_per_h: {rate.clear_m_per_h} must be below"
+                f" alarm.rate.rise_m_per_h ({rate.rise_m_per_h})",
+            )
     for pattern in outputs.siren_patterns:
         if pattern.name == "off" or not re.fullmatch(r"[a-z][a-z0-9_-]{0,31}", pattern.name):
-            report([f"outputs.siren_patterns.{pattern.name}"],
-                   f"outputs.siren_patterns.{pattern.name}: the name must be lower-case"
-                   " letters, digits, '-' or '_', and not 'off'")
+            report(
+                [f"outputs.siren_patterns.{pattern.name}"],
+                f"outputs.siren_patterns.{pattern.name}: the name must be lower-case"
+                " letters, digits, '-' or '_', and not 'off'",
+            )
     pins = {
         "outputs.siren_pin": outputs.siren_pin,
         "outputs.green_led_pin": outputs.green_led_pin,
@@ -779,16 +899,19 @@ def _check_relations(config: Config, relations: Relations) -> None:
     by_pin: dict[int, str] = {}
     for key, pin in pins.items():
         if pin in by_pin:
-            report([key, by_pin[pin], "sensor.kind"],
-                   f"{key}: {pin} is already used by {by_pin[pin]}")
+            report(
+                [key, by_pin[pin], "sensor.kind"], f"{key}: {pin} is already used by {by_pin[pin]}"
+            )
         by_pin.setdefault(pin, key)
     _check_watchdog(sensor, report)
     _check_uplink(config.uplink, report)
     _check_paths(config, report)
     if config.sensor.kind != "modbus-pressure" and config.calibration.sensor_elevation_m <= 0:
-        report(["calibration.sensor_elevation_m", "sensor.kind"],
-               f"calibration.sensor_elevation_m: {config.calibration.sensor_elevation_m}"
-               " must be above 0 for a distance sensor (the level of the sensor face)")
+        report(
+            ["calibration.sensor_elevation_m", "sensor.kind"],
+            f"calibration.sensor_elevation_m: {config.calibration.sensor_elevation_m}"
+            " must be above 0 for a distance sensor (the level of the sensor face)",
+        )
 
 
 def _check_uplink(uplink: UplinkConfig, report: Callable) -> None:
@@ -797,7 +920,7 @@ def _check_uplink(uplink: UplinkConfig, report: Callable) -> None:
     try:
         parts = urllib.parse.urlsplit(uplink.url)
         host = parts.hostname
-        parts.port   # noqa: B018 - raises on a port that is not a number
+        parts.port  # noqa: B018 - raises on a port that is not a number
     except ValueError as error:
         report(["uplink.url"], f"uplink.url: {uplink.url!r} is not a usable URL ({error})")
         return
@@ -806,32 +929,46 @@ def _check_uplink(uplink: UplinkConfig, report: Callable) -> None:
         return
     loopback = is_loopback_host(host)
     if parts.scheme == "http" and not loopback and not uplink.allow_insecure_http:
-        report(["uplink.url", "uplink.allow_insecure_http"],
-               f"uplink.url: {uplink.url!r} would send the token and the readings"
-               " unencrypted; use https://, or set uplink.allow_insecure_http = true"
-               " on a network you trust")
+        report(
+            ["uplink.url", "uplink.allow_insecure_http"],
+            f"uplink.url: {uplink.url!r} would send the token and the readings"
+            " unencrypted; use https://, or set uplink.allow_insecure_http = true"
+            " on a network you trust",
+        )
     if uplink.request_deadline_s < uplink.connect_timeout_s:
-        report(["uplink.request_deadline_s", "uplink.connect_timeout_s"],
-               f"uplink.request_deadline_s: {uplink.request_deadline_s} must be at"
-               f" least uplink.connect_timeout_s ({uplink.connect_timeout_s})")
+        report(
+            ["uplink.request_deadline_s", "uplink.connect_timeout_s"],
+            f"uplink.request_deadline_s: {uplink.request_deadline_s} must be at"
+            f" least uplink.connect_timeout_s ({uplink.connect_timeout_s})",
+        )
 
 
 def _check_paths(config: Config, report: Callable) -> None:
     """What `run` opens: a path that cannot work is a problem now, not a restart loop later."""
-    for key, value in (("storage.state_dir", config.storage.state_dir),
-                       ("storage.runtime_dir", config.storage.runtime_dir)):
+    for key, value in (
+        ("storage.state_dir", config.storage.state_dir),
+        ("storage.runtime_dir", config.storage.runtime_dir),
+    ):
         if not os.path.isabs(value):
-            report([key], f"{key}: {value!r} must be an absolute path (the service's working"
-                          " directory is not yours)")
-    for key, value in (("uplink.token_file", config.uplink.token_file),
-                       ("uplink.ca_bundle", config.uplink.ca_bundle)):
+            report(
+                [key],
+                f"{key}: {value!r} must be an absolute path (the service's working"
+                " directory is not yours)",
+            )
+    for key, value in (
+        ("uplink.token_file", config.uplink.token_file),
+        ("uplink.ca_bundle", config.uplink.ca_bundle),
+    ):
         if not value:
             continue
         if not os.path.isabs(value):
             report([key], f"{key}: {value!r} must be an absolute path")
         elif key == "uplink.ca_bundle" and not is_regular_file(value):
-            report([key], f"{key}: {value!r} is not a file (the CA certificates in PEM, or"
-                          " empty for the system's store)")
+            report(
+                [key],
+                f"{key}: {value!r} is not a file (the CA certificates in PEM, or"
+                " empty for the system's store)",
+            )
         elif os.path.exists(value) and not is_regular_file(value):
             report([key], f"{key}: {value!r} is not a regular file")
 
@@ -846,16 +983,17 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
-_DRIVER_SECTION = {"hcsr04": "hcsr04", "serial-ultrasonic": "serial",
-                   "modbus-pressure": "modbus"}
+_DRIVER_SECTION = {"hcsr04": "hcsr04", "serial-ultrasonic": "serial", "modbus-pressure": "modbus"}
 
 
 def longest_sample_s(sensor: SensorConfig) -> float:
     """The longest one sample can keep the sampling loop in the driver: every read of the
     burst timing out (a power cycle runs on a thread of its own)."""
-    per_read = {"hcsr04": sensor.hcsr04.timeout_s + sensor.hcsr04.read_gap_s,
-                "serial-ultrasonic": sensor.serial.timeout_s,
-                "modbus-pressure": sensor.modbus.timeout_s}.get(sensor.kind, 0.0)
+    per_read = {
+        "hcsr04": sensor.hcsr04.timeout_s + sensor.hcsr04.read_gap_s,
+        "serial-ultrasonic": sensor.serial.timeout_s,
+        "modbus-pressure": sensor.modbus.timeout_s,
+    }.get(sensor.kind, 0.0)
     return sensor.burst * per_read
 
 
@@ -874,7 +1012,8 @@ def _check_watchdog(sensor: SensorConfig, report: Callable) -> None:
             f"sensor.burst: {sensor.burst} reads that all time out keep one sample"
             f" {longest:g} s in the driver; it must stay under {limit:g} s (half the"
             f" unit's WatchdogSec={watchdog_s():g}): lower sensor.burst or the sensor's"
-            " timeout_s")
+            " timeout_s",
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -892,8 +1031,9 @@ def _emit_table(node: Any, path: str, lines: list[str]) -> None:
     scalars, tables = [], []
     for f in dataclasses.fields(node):
         value = getattr(node, f.name)
-        if dataclasses.is_dataclass(value) or (isinstance(value, tuple) and value
-                                               and dataclasses.is_dataclass(value[0])):
+        if dataclasses.is_dataclass(value) or (
+            isinstance(value, tuple) and value and dataclasses.is_dataclass(value[0])
+        ):
             tables.append((f.name, value))
         else:
             scalars.append((f.name, value))
@@ -906,13 +1046,18 @@ def _emit_table(node: Any, path: str, lines: list[str]) -> None:
         elif type(value[0]) in _NAMED_TABLES:
             for item in value:
                 lines.append(f"\n[{path}.{name}.{item.name}]")
-                lines.extend(f"{f.name} = {_toml_value(getattr(item, f.name))}"
-                             for f in dataclasses.fields(item) if f.name != "name")
+                lines.extend(
+                    f"{f.name} = {_toml_value(getattr(item, f.name))}"
+                    for f in dataclasses.fields(item)
+                    if f.name != "name"
+                )
         else:
             for item in value:
                 lines.append(f"\n[[{path}.{name}]]")
-                lines.extend(f"{f.name} = {_toml_value(getattr(item, f.name))}"
-                             for f in dataclasses.fields(item))
+                lines.extend(
+                    f"{f.name} = {_toml_value(getattr(item, f.name))}"
+                    for f in dataclasses.fields(item)
+                )
 
 
 def _toml_value(value: Any) -> str:

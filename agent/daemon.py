@@ -25,12 +25,12 @@ import sqlite3
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from agent import __version__
 from agent import clock as host_clock
-from agent.alarm import AlarmEngine, Event, format_utc
+from agent.alarm import AlarmEngine, Event
 from agent.annunciator import Annunciator
 from agent.config import Config, load_config
 from agent.errors import ConfigError, GaugeError
@@ -41,11 +41,12 @@ from agent.statelock import StateLock
 from agent.status import StatusWriter
 from agent.supervision import LoopThread, ThreadHealth
 from agent.systemd import Notifier
+from agent.units import format_utc
 from agent.uplink import Uploader
 
 log = logging.getLogger("gauge-agent")
 
-EDGE_MARGIN_S = 0.001       # the output thread wakes this long after a blink or pattern edge
+EDGE_MARGIN_S = 0.001  # the output thread wakes this long after a blink or pattern edge
 OUTBOX_FILE_NAME = "outbox.sqlite"
 WARNING_FILE_NAME = "warning.json"  # in runtime_dir: survives a restart, not a reboot
 
@@ -70,16 +71,25 @@ def describe(event: Event) -> str:
 
 
 class Daemon:
-    def __init__(self, config: Config, sensor: SensorDriver, apply_outputs: Callable,
-                 status: StatusWriter | None = None, clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time, simulated: bool = False,
-                 notifier: Notifier | None = None, outbox: Outbox | None = None,
-                 uploader: Uploader | None = None, storage_problem: str | None = None,
-                 warning_file: Path | None = None,
-                 since_boot: Callable[[], float] = host_clock.since_boot,
-                 boot_id: str | None = None,
-                 clock_synchronised: Callable[[], bool | None] | None = None,
-                 health: ThreadHealth | None = None):
+    def __init__(
+        self,
+        config: Config,
+        sensor: SensorDriver,
+        apply_outputs: Callable,
+        status: StatusWriter | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        simulated: bool = False,
+        notifier: Notifier | None = None,
+        outbox: Outbox | None = None,
+        uploader: Uploader | None = None,
+        storage_problem: str | None = None,
+        warning_file: Path | None = None,
+        since_boot: Callable[[], float] = host_clock.since_boot,
+        boot_id: str | None = None,
+        clock_synchronised: Callable[[], bool | None] | None = None,
+        health: ThreadHealth | None = None,
+    ):
         self.config = config
         self.sensor = sensor
         self.clock = clock
@@ -94,8 +104,9 @@ class Daemon:
         self.outputs_stop = threading.Event()
         # The outputs keep their pattern even while a sensor read is slow: their own thread.
         # A failing pin write is retried every second, never more slowly.
-        self.output_thread = LoopThread("outputs", self._output_step, self.health,
-                                        self.outputs_stop, backoff_max_s=1.0)
+        self.output_thread = LoopThread(
+            "outputs", self._output_step, self.health, self.outputs_stop, backoff_max_s=1.0
+        )
         self.status = status
         self.started_wall = wall()
         self.started = start
@@ -104,8 +115,8 @@ class Daemon:
         self.notifier = notifier or Notifier(address="")
         self.outbox = outbox
         self.uploader = uploader
-        self.storage_problem = storage_problem   # the outbox could not even be opened
-        self.system_faults: set[str] = set()     # storage, auth: not about the water
+        self.storage_problem = storage_problem  # the outbox could not even be opened
+        self.system_faults: set[str] = set()  # storage, auth: not about the water
         self.last_heartbeat: float | None = None
         self.warning_file = warning_file  # where the warning is kept across restarts
         self.salvage_drains: list[tuple[Outbox, Uploader]] = []
@@ -138,15 +149,22 @@ class Daemon:
             return
         if (state != "normal" or rate_active) and self.engine.restore(state, rate_active):
             when = f"{age:.0f} s ago" if age is not None else "before a reboot"
-            log.warning("restored warning %s saved %s (restart during an alarm)",
-                        self.engine.warning_name.upper(), when)
+            log.warning(
+                "restored warning %s saved %s (restart during an alarm)",
+                self.engine.warning_name.upper(),
+                when,
+            )
 
     def _save_warning(self) -> None:
         if self.warning_file is None:
             return
-        record = {"state": self.engine.state_name, "rate_active": self.engine.rate_active,
-                  "boot_id": self.boot_id, "since_boot_s": self.since_boot(),
-                  "saved_epoch": self.wall()}   # for a person reading the file only
+        record = {
+            "state": self.engine.state_name,
+            "rate_active": self.engine.rate_active,
+            "boot_id": self.boot_id,
+            "since_boot_s": self.since_boot(),
+            "saved_epoch": self.wall(),
+        }  # for a person reading the file only
         temporary = self.warning_file.with_suffix(".tmp")
         try:
             temporary.write_text(json.dumps(record), encoding="utf-8")
@@ -158,7 +176,7 @@ class Daemon:
         """Render, then sleep until the next edge of a blink or pattern, or until the alarm
         changes (the annunciator's `changed`, set by the sampling and button threads)."""
         changed = self.annunciator.changed
-        changed.clear()                  # before rendering: a change from now on wakes us
+        changed.clear()  # before rendering: a change from now on wakes us
         now = self.clock()
         self.apply_outputs(self.annunciator.render(now))
         if self.outputs_stop.is_set():
@@ -171,7 +189,7 @@ class Daemon:
     def _read(self) -> list[RawRead]:
         try:
             return self.sensor.read_burst(self.config.sensor.burst)
-        except Exception as error:  # noqa: BLE001 - a driver bug is "no reading", not a crash
+        except Exception as error:
             log.warning("sensor read failed: %s", error)
             return [(None, "driver_error")]
 
@@ -181,8 +199,12 @@ class Daemon:
         sensor = self.config.sensor
         engine = self.engine
         # Also while the gate waits for a reading to confirm a jump: it may be the water.
-        fast = engine.warning > 0 or engine.rate_active or engine.level_m is None \
+        fast = (
+            engine.warning > 0
+            or engine.rate_active
+            or engine.level_m is None
             or self.pipeline.gate.awaiting_confirmation
+        )
         return sensor.alarm_interval_s if fast else sensor.interval_s
 
     def all_faults(self) -> list[str]:
@@ -192,8 +214,10 @@ class Daemon:
         """Log each event, tell the annunciator, then keep the event for upstream."""
         events = events + self._system_fault_changes()
         for event in events:
-            log.log(logging.WARNING if event.kind in ("level", "fault") else logging.INFO,
-                    describe(event))
+            log.log(
+                logging.WARNING if event.kind in ("level", "fault") else logging.INFO,
+                describe(event),
+            )
         if not events:
             return
         now = self.clock()
@@ -209,8 +233,8 @@ class Daemon:
                     body["clock_synchronised"] = False
                 self.outbox.submit(EVENT, wall_now - (now - event.time), body)
             if self.uploader is not None:
-                self.uploader.urgent.set()   # an alarm event cuts any back-off short
-                self.uploader.wake.set()     # and any calm-time batching
+                self.uploader.urgent.set()  # an alarm event cuts any back-off short
+                self.uploader.wake.set()  # and any calm-time batching
 
     def _system_fault_changes(self) -> list[Event]:
         """Faults of the agent itself (card, token, upstream, its own threads) raised and
@@ -231,7 +255,7 @@ class Daemon:
         for fault in sorted(active ^ self.system_faults):
             data = {"fault": fault, "active": fault in active}
             if fault == "internal" and fault in active:
-                data["threads"] = self.health.failing()   # which, and the error
+                data["threads"] = self.health.failing()  # which, and the error
             changes.append(Event(now, "fault", data))
         self.system_faults = active
         return changes
@@ -247,22 +271,24 @@ class Daemon:
         if self.outbox is not None:
             self.outbox.submit(READING, self.wall(), self.reading_record(measurement))
             if self.uploader is not None:
-                self.uploader.new_reading(live=self.engine.warning > 0
-                                          or self.engine.rate_active)
-            self._heartbeat_if_due(now)
+                self.uploader.new_reading(live=self.engine.warning > 0 or self.engine.rate_active)
+            self._heartbeat_if_due(now, self.outbox)
         if self.status is not None:
             self.status.write(self.status_record())
 
     def reading_record(self, measurement: Measurement) -> dict:
         engine = self.engine
-        record = {"level_m": None if engine.level_m is None else round(engine.level_m, 4),
-                  "reading_m": None if measurement.level_m is None
-                  else round(measurement.level_m, 4),
-                  "raw": measurement.raw, "raw_unit": self.sensor.unit,
-                  "ok": measurement.accepted, "reason": measurement.reason,
-                  "state": engine.state_name, "warning": engine.warning_name,
-                  "rate_m_per_h": None if engine.rate_m_per_h is None
-                  else round(engine.rate_m_per_h, 4)}
+        record = {
+            "level_m": None if engine.level_m is None else round(engine.level_m, 4),
+            "reading_m": None if measurement.level_m is None else round(measurement.level_m, 4),
+            "raw": measurement.raw,
+            "raw_unit": self.sensor.unit,
+            "ok": measurement.accepted,
+            "reason": measurement.reason,
+            "state": engine.state_name,
+            "warning": engine.warning_name,
+            "rate_m_per_h": None if engine.rate_m_per_h is None else round(engine.rate_m_per_h, 4),
+        }
         if self.clock_synchronised() is False:
             # Stamped by a clock that has not been set since boot (no RTC): upstream must not
             # trust `time`; the order of `seq` still holds.
@@ -274,31 +300,42 @@ class Daemon:
         validity = self.pipeline.validity
         echoes = []
         for echo in self.pipeline.gate.echoes.learned():
-            entry = {"level_m": round(echo.level_m, 3), "episodes": echo.episodes,
-                     "longest_s": round(echo.longest_s, 1),
-                     "last_seen_s_ago": round(self.clock() - echo.last_seen, 1)}
+            entry = {
+                "level_m": round(echo.level_m, 3),
+                "episodes": echo.episodes,
+                "longest_s": round(echo.longest_s, 1),
+                "last_seen_s_ago": round(self.clock() - echo.last_seen, 1),
+            }
             if validity.is_distance:
                 entry["distance_m"] = round(validity.elevation_m - echo.level_m, 3)
             echoes.append(entry)
         return echoes
 
-    def _heartbeat_if_due(self, now: float) -> None:
-        if self.last_heartbeat is not None and \
-                now - self.last_heartbeat < self.config.uplink.heartbeat_s:
+    def _heartbeat_if_due(self, now: float, outbox: Outbox) -> None:
+        if (
+            self.last_heartbeat is not None
+            and now - self.last_heartbeat < self.config.uplink.heartbeat_s
+        ):
             return
         self.last_heartbeat = now
-        self.outbox.submit(HEARTBEAT, self.wall(), self.heartbeat_record(now))
+        outbox.submit(HEARTBEAT, self.wall(), self.heartbeat_record(now))
 
     def heartbeat_record(self, now: float) -> dict:
         stats = self.outbox.stats() if self.outbox is not None else {}
-        return {"uptime_s": round(now - self.started, 1), "version": __version__,
-                "queue_depth": stats.get("depth"), "dropped": stats.get("dropped"),
-                "dead_lettered": stats.get("dead_lettered"),
-                "disk_free_mb": _disk_free_mb(Path(self.config.storage.state_dir)),
-                "cpu_temp_c": _cpu_temperature_c(), "clock_synchronised": self.clock_synchronised(),
-                "state": self.engine.state_name, "warning": self.engine.warning_name,
-                "faults": self.all_faults(),
-                "false_echo_levels_m": [echo["level_m"] for echo in self.false_echoes()]}
+        return {
+            "uptime_s": round(now - self.started, 1),
+            "version": __version__,
+            "queue_depth": stats.get("depth"),
+            "dropped": stats.get("dropped"),
+            "dead_lettered": stats.get("dead_lettered"),
+            "disk_free_mb": _disk_free_mb(Path(self.config.storage.state_dir)),
+            "cpu_temp_c": _cpu_temperature_c(),
+            "clock_synchronised": self.clock_synchronised(),
+            "state": self.engine.state_name,
+            "warning": self.engine.warning_name,
+            "faults": self.all_faults(),
+            "false_echo_levels_m": [echo["level_m"] for echo in self.false_echoes()],
+        }
 
     def status_record(self) -> dict:
         engine, last, now = self.engine, self.last, self.clock()
@@ -319,18 +356,25 @@ class Daemon:
             "warning": engine.warning_name,
             "rate_active": engine.rate_active,
             "faults": self.all_faults(),
-            "siren": {"pattern": engine.siren_pattern,
-                      "silenced": self.annunciator.silenced(now)},
-            "sensor": {"kind": "simulated" if self.simulated else self.config.sensor.kind,
-                       **(self.sensor.health() if hasattr(self.sensor, "health") else {}),
-                       "false_echoes": self.false_echoes()},
-            "outbox": self.outbox.stats() if self.outbox is not None else
-            {"storage_error": self.storage_problem},
+            "siren": {"pattern": engine.siren_pattern, "silenced": self.annunciator.silenced(now)},
+            "sensor": {
+                "kind": "simulated" if self.simulated else self.config.sensor.kind,
+                **(self.sensor.health() if hasattr(self.sensor, "health") else {}),
+                "false_echoes": self.false_echoes(),
+            },
+            "outbox": self.outbox.stats()
+            if self.outbox is not None
+            else {"storage_error": self.storage_problem},
             "uplink": self.uploader.stats() if self.uploader is not None else None,
             "threads": self.health.failing(),
-            "last_sample": None if last is None else {
-                "raw": last.raw, "level_m": None if last.level_m is None else round(last.level_m, 4),
-                "accepted": last.accepted, "reason": last.reason},
+            "last_sample": None
+            if last is None
+            else {
+                "raw": last.raw,
+                "level_m": None if last.level_m is None else round(last.level_m, 4),
+                "accepted": last.accepted,
+                "reason": last.reason,
+            },
         }
 
     def _supervised(self, name: str, step: Callable[[], None]) -> None:
@@ -338,15 +382,15 @@ class Daemon:
         keeps what the engine last decided; the `internal` fault says something is wrong."""
         try:
             step()
-        except Exception as error:  # noqa: BLE001 - the supervisor of the main loop
+        except Exception as error:
             self.health.failed(name, error)
             try:
-                self.handle([])          # raise the `internal` fault (lamp, upstream)
-            except Exception as second:  # noqa: BLE001
+                self.handle([])  # raise the `internal` fault (lamp, upstream)
+            except Exception as second:
                 log.error("could not report the failure: %s", second)
         else:
             if self.health.recovered(name):
-                self.handle([])          # clear the `internal` fault now, not a sample later
+                self.handle([])  # clear the `internal` fault now, not a sample later
 
     def _keep_threads_running(self) -> None:
         """A thread that has died is a gauge that lies: start it again."""
@@ -384,18 +428,26 @@ class Daemon:
         if states.get("siren"):
             log.error("the siren pin still read ON when it was released")
         else:
-            log.info("outputs released: %s", ", ".join(
-                f"{name} {'?' if on is None else 'on' if on else 'off'}"
-                for name, on in states.items()))
+            log.info(
+                "outputs released: %s",
+                ", ".join(
+                    f"{name} {'?' if on is None else 'on' if on else 'off'}"
+                    for name, on in states.items()
+                ),
+            )
 
     def run(self, stop) -> None:
         """Sample until `stop` (a StopRequest, or a threading.Event in tests) is set."""
         self.annunciator.set_alarm(self.clock(), self.engine.warning, self.all_faults())
         self.output_thread.start()
-        log.info("gauge-agent %s started: station %s, sensor %s, every %g s (%g s in alarm)",
-                 __version__, self.config.station.id,
-                 "simulated" if self.simulated else self.config.sensor.kind,
-                 self.config.sensor.interval_s, self.config.sensor.alarm_interval_s)
+        log.info(
+            "gauge-agent %s started: station %s, sensor %s, every %g s (%g s in alarm)",
+            __version__,
+            self.config.station.id,
+            "simulated" if self.simulated else self.config.sensor.kind,
+            self.config.sensor.interval_s,
+            self.config.sensor.alarm_interval_s,
+        )
         self.notifier.ready(f"sampling every {self.config.sensor.interval_s:g} s")
         next_sample = self.clock()
         # systemd's watchdog wants a ping every WatchdogSec/2 whatever sensor.interval_s is:
@@ -423,7 +475,7 @@ class Daemon:
                     break
         finally:
             self.outputs_stop.set()
-            self.annunciator.changed.set()     # wake it from its sleep to stop
+            self.annunciator.changed.set()  # wake it from its sleep to stop
             self.output_thread.join(timeout=2)
             if self.reload_config is not None:
                 # The pins keep their state until the next Daemon's output thread takes over.
@@ -440,19 +492,22 @@ class Daemon:
     def _reload_requested(self, stop) -> bool:
         """A SIGHUP came: True when the reloader gave a new, valid configuration. A file with
         problems is reported by the reloader and sampling goes on with the running one."""
-        take = getattr(stop, "take_reload", None)   # tests may pass a threading.Event
+        take = getattr(stop, "take_reload", None)  # tests may pass a threading.Event
         if take is None or not take() or self.reloader is None:
             return False
         self.reload_config = self.reloader(self.config)
         return self.reload_config is not None
 
-    def take_over(self, previous: "Daemon") -> None:
+    def take_over(self, previous: Daemon) -> None:
         """After a reload: carry on from the previous Daemon's warning, silence and duty cycle,
         so a reload during a flood neither drops nor re-sounds anything."""
         engine = previous.engine
         if not self.engine.restore(engine.state_name, engine.rate_active):
-            log.warning("the levels were renamed: the warning %s is not taken over; the next"
-                        " readings decide", engine.state_name)
+            log.warning(
+                "the levels were renamed: the warning %s is not taken over; the next"
+                " readings decide",
+                engine.state_name,
+            )
         self.annunciator.take_over(previous.annunciator)
         self.samples = previous.samples
         self.salvage_drains = previous.salvage_drains
@@ -472,28 +527,29 @@ def _cpu_temperature_c(path: str = "/sys/class/thermal/thermal_zone0/temp") -> f
         return None
 
 
-def open_outbox(config: Config, health: ThreadHealth | None = None
-                ) -> tuple[Outbox | None, str | None]:
+def open_outbox(
+    config: Config, health: ThreadHealth | None = None
+) -> tuple[Outbox | None, str | None]:
     """The outbox, or why there is none. A full or read-only card does not stop it: it holds
     records in memory and opens the file when it can. A damaged file (a failing SD card) is
     replaced by the outbox itself (see agent.outbox), at start as while running."""
     path = Path(config.storage.state_dir) / OUTBOX_FILE_NAME
     settings = config.uplink
     try:
-        return Outbox(path, settings.max_backlog_mb, settings.dead_letter_max,
-                      health=health), None
-    except (sqlite3.Error, OSError) as error:   # not expected: the outbox holds and retries
+        return Outbox(path, settings.max_backlog_mb, settings.dead_letter_max, health=health), None
+    except (sqlite3.Error, OSError) as error:  # not expected: the outbox holds and retries
         problem = f"cannot use the outbox {path}: {error}"
     log.error("%s; running without it (the siren still works)", problem)
     return None, problem
 
 
-def salvage_uploaders(config: Config, health: ThreadHealth,
-                      paths: list[Path] | None = None) -> list[tuple[Outbox, Uploader]]:
+def salvage_uploaders(
+    config: Config, health: ThreadHealth, paths: list[Path] | None = None
+) -> list[tuple[Outbox, Uploader]]:
     """An uploader for each salvaged outbox (`paths`, or every one in the state directory)
     with records left: they are sent under their own epoch."""
     if not config.uplink.url:
-        return []   # store only: the salvaged files stay for the technician to take
+        return []  # store only: the salvaged files stay for the technician to take
     if paths is None:
         paths = sorted(Path(config.storage.state_dir).glob(f"{SALVAGE_PREFIX}*.sqlite"))
     drains = []
@@ -504,8 +560,9 @@ def salvage_uploaders(config: Config, health: ThreadHealth,
             log.error("salvaged outbox %s cannot be opened: %s", path.name, error)
             continue
         # A salvaged file is all backlog: it goes at once, never waits for a calm batch.
-        uploader = Uploader(box, dataclasses.replace(config.uplink, batch_s=0.0),
-                            config.station.id, health=health)
+        uploader = Uploader(
+            box, dataclasses.replace(config.uplink, batch_s=0.0), config.station.id, health=health
+        )
         uploader.start()
         drains.append((box, uploader))
     return drains
@@ -514,9 +571,13 @@ def salvage_uploaders(config: Config, health: ThreadHealth,
 def _setup_logging() -> None:
     # Under systemd the journal stamps each line; on a terminal the time helps.
     under_journal = "JOURNAL_STREAM" in os.environ
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(levelname)s %(message)s" if under_journal
-                        else "%(asctime)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(levelname)s %(message)s"
+        if under_journal
+        else "%(asctime)s %(levelname)s %(message)s",
+    )
 
 
 class StopRequest:
@@ -553,16 +614,16 @@ class StopRequest:
             while os.read(self._read, 64):
                 pass
         except OSError:
-            pass   # empty
+            pass  # empty
         if self._requested:
-            self._wake()   # a stop that came meanwhile must still wake the loop
+            self._wake()  # a stop that came meanwhile must still wake the loop
         return True
 
     def _wake(self) -> None:
         try:
             os.write(self._write, b"!")
         except OSError:
-            pass   # the pipe is full: a byte is already waiting
+            pass  # the pipe is full: a byte is already waiting
 
     def is_set(self) -> bool:
         return self._requested
@@ -611,6 +672,7 @@ def run_daemon(config: Config, simulate: bool = False, config_path: Path | None 
     pin_factory = None
     if simulate:
         from gpiozero.pins.mock import MockFactory
+
         pin_factory = MockFactory()
     from agent.outputs import GpioOutputs
 
@@ -623,8 +685,9 @@ def run_daemon(config: Config, simulate: bool = False, config_path: Path | None 
     try:
         sensor = open_sensor(config, simulate=simulate, pin_factory=pin_factory)
         outbox, storage_problem = open_outbox(config, health)
-        outputs = GpioOutputs(config.outputs, pin_factory=pin_factory,
-                              on_silence=lambda: _silence(daemon))
+        outputs = GpioOutputs(
+            config.outputs, pin_factory=pin_factory, on_silence=lambda: _silence(daemon)
+        )
         if outbox is not None and config.uplink.url:
             uploader = Uploader(outbox, config.uplink, config.station.id, health=health)
             uploader.start()
@@ -632,11 +695,20 @@ def run_daemon(config: Config, simulate: bool = False, config_path: Path | None 
         status = StatusWriter(Path(config.storage.runtime_dir))
 
         def build(running: Config) -> Daemon:
-            built = Daemon(running, sensor, outputs.apply, status=status, simulated=simulate,
-                           notifier=Notifier(), outbox=outbox, uploader=uploader,
-                           storage_problem=storage_problem,
-                           warning_file=Path(running.storage.runtime_dir) / WARNING_FILE_NAME,
-                           health=health)
+            assert sensor is not None and outputs is not None  # opened above, before any build
+            built = Daemon(
+                running,
+                sensor,
+                outputs.apply,
+                status=status,
+                simulated=simulate,
+                notifier=Notifier(),
+                outbox=outbox,
+                uploader=uploader,
+                storage_problem=storage_problem,
+                warning_file=Path(running.storage.runtime_dir) / WARNING_FILE_NAME,
+                health=health,
+            )
             built.reloader = lambda current: reread_configuration(config_path, current)
             return built
 
@@ -663,9 +735,10 @@ def run_daemon(config: Config, simulate: bool = False, config_path: Path | None 
                 uploader = Uploader(outbox, new.uplink, new.station.id, health=health)
                 uploader.start()
             if new.outputs != config.outputs:
-                outputs.close()   # other pins: released, then claimed again below
-                outputs = GpioOutputs(new.outputs, pin_factory=pin_factory,
-                                      on_silence=lambda: _silence(daemon))
+                outputs.close()  # other pins: released, then claimed again below
+                outputs = GpioOutputs(
+                    new.outputs, pin_factory=pin_factory, on_silence=lambda: _silence(daemon)
+                )
             previous, config = daemon, new
             daemon = build(config)
             daemon.take_over(previous)
@@ -700,12 +773,17 @@ def reread_configuration(path: Path | None, running: Config) -> Config | None:
     except ConfigError as error:
         for problem in error.problems:
             log.error("reload refused: %s", problem)
-        log.error("SIGHUP: %s has %d problem(s); the running configuration stays", path,
-                  len(error.problems))
+        log.error(
+            "SIGHUP: %s has %d problem(s); the running configuration stays",
+            path,
+            len(error.problems),
+        )
         return None
     if new.storage != running.storage:
-        log.warning("SIGHUP: storage.* changed; that takes a restart (sudo systemctl restart"
-                    " gauge-agent). The rest is applied now.")
+        log.warning(
+            "SIGHUP: storage.* changed; that takes a restart (sudo systemctl restart"
+            " gauge-agent). The rest is applied now."
+        )
         new = dataclasses.replace(new, storage=running.storage)
     if new == running:
         log.info("SIGHUP: %s is unchanged", path)

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+# Exit codes of every command (DESIGN.md): agent.cli maps the errors below onto them.
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_CONFIG = 78  # EX_CONFIG from sysexits.h; systemd and monitoring know it
+
 
 class GaugeError(Exception):
     """Base class for errors the agent reports to a person (never as a traceback)."""

@@ -16,8 +16,13 @@ from the warning state and never lower it.
 from __future__ import annotations
 
 from agent.config import Config
-from agent.pipeline import (IMPLAUSIBLE, OUT_OF_RANGE, PIPELINE_REASONS, REJECTED_REASONS,
-                            Measurement)
+from agent.pipeline import (
+    IMPLAUSIBLE,
+    OUT_OF_RANGE,
+    PIPELINE_REASONS,
+    REJECTED_REASONS,
+    Measurement,
+)
 
 FAULTS = ("stale", "implausible", "out_of_range", "stuck", "sensor")
 
@@ -30,7 +35,7 @@ class FaultMonitor:
         self.stuck_tolerance_m = config.filter.stuck_tolerance_m
         self.fail_to_fault = config.sensor.fail_to_fault
         self.active: set[str] = set()
-        self.last_valid_t = start          # the gauge has been silent since it started
+        self.last_valid_t = start  # the gauge has been silent since it started
         self.first_rejected_t: float | None = None
         self.first_out_of_range_t: float | None = None
         self.stuck_value: float | None = None
@@ -108,7 +113,7 @@ class FaultMonitor:
         now = measurement.time
         active = self.active
         changes: list[tuple[str, bool]] = []
-        disproved: list[str] = []   # faults this sample shows to be over
+        disproved: list[str] = []  # faults this sample shows to be over
         reason = measurement.reason
         self.last_reason = reason
         if measurement.raw is None and reason not in PIPELINE_REASONS:  # a driver error
@@ -124,6 +129,7 @@ class FaultMonitor:
             self.first_out_of_range_t = None
             disproved += ("stale", "out_of_range")
             level = measurement.level_m
+            assert level is not None, "a valid reading has a level"
             if self.stuck_value is None or abs(level - self.stuck_value) > self.stuck_tolerance_m:
                 self.stuck_value = level
                 self.stuck_since = now

@@ -26,17 +26,18 @@ def open_regular(path: str | os.PathLike) -> int:
     except FileNotFoundError:
         raise UnreadableFile(f"{path}: no such file") from None
     except PermissionError:
-        raise UnreadableFile(f"{path}: not readable by this user (check its permissions)") \
-            from None
-    except (OSError, ValueError) as error:   # ValueError: a NUL in the path
+        raise UnreadableFile(f"{path}: not readable by this user (check its permissions)") from None
+    except (OSError, ValueError) as error:  # ValueError: a NUL in the path
         raise UnreadableFile(f"{path}: cannot be opened ({_reason(error)})") from None
     try:
         mode = os.fstat(fd).st_mode
         if stat.S_ISDIR(mode):
             raise UnreadableFile(f"{path}: is a directory, not a file")
         if not stat.S_ISREG(mode):
-            raise UnreadableFile(f"{path}: is not a regular file (a FIFO, a device or a"
-                                 " socket); give the path of a file")
+            raise UnreadableFile(
+                f"{path}: is not a regular file (a FIFO, a device or a"
+                " socket); give the path of a file"
+            )
         os.set_blocking(fd, True)
     except BaseException:
         os.close(fd)
@@ -55,8 +56,9 @@ def read_small_file(path: str | os.PathLike, limit: int = SMALL_FILE_LIMIT) -> b
     finally:
         os.close(fd)
     if len(data) > limit:
-        raise UnreadableFile(f"{path}: larger than {limit // 1024} KiB; this is not the file"
-                             " it should be")
+        raise UnreadableFile(
+            f"{path}: larger than {limit // 1024} KiB; this is not the file it should be"
+        )
     return data
 
 

@@ -39,21 +39,23 @@ from dataclasses import dataclass, field
 
 # Verdicts of `judge`.
 ACCEPTED = 0
-UNCONFIRMED = 1     # a jump across a silence, waiting for the next reading
-REJECTED = 2        # faster than the site allows, or at the height of a rejected band
-FALSE_ECHO = 3      # at the height of a learned false echo
-ACQUIRING = 4       # start-up: not enough agreeing readings yet
+UNCONFIRMED = 1  # a jump across a silence, waiting for the next reading
+REJECTED = 2  # faster than the site allows, or at the height of a rejected band
+FALSE_ECHO = 3  # at the height of a learned false echo
+ACQUIRING = 4  # start-up: not enough agreeing readings yet
 
-REFERENCE_SAMPLES = 5        # accepted readings whose median is the level the gate compares with
-SILENCE_SAMPLES = 3          # more than this many normal sample intervals without the water: a silence
-SPACING_SAMPLES = 9          # sample intervals whose median is the gauge's normal pace
-MAX_BANDS = 8                # rejected heights remembered at once
+REFERENCE_SAMPLES = 5  # accepted readings whose median is the level the gate compares with
+SILENCE_SAMPLES = 3  # more than this many normal sample intervals without the water: a silence
+SPACING_SAMPLES = 9  # sample intervals whose median is the gauge's normal pace
+MAX_BANDS = 8  # rejected heights remembered at once
 BAND_FORGET_S = 24 * 3600.0  # a rejected height not seen for this long is forgotten
-BAND_CENTRE_WEIGHT = 20      # a band's centre is the running mean of up to this many readings
-TRAJECTORY_POINTS = 64       # heights the water was recently at (for the way back)
+BAND_CENTRE_WEIGHT = 20  # a band's centre is the running mean of up to this many readings
+TRAJECTORY_POINTS = 64  # heights the water was recently at (for the way back)
 TRAJECTORY_S = 48 * 3600.0
-MOVED_NOISES = 2.0           # followed level moved this many noise_m by continuity: it is water
-ECHO_SEPARATION_NOISES = 4.0  # an episode counts as a false echo this far (in noise_m) from the water
+MOVED_NOISES = 2.0  # followed level moved this many noise_m by continuity: it is water
+ECHO_SEPARATION_NOISES = (
+    4.0  # an episode counts as a false echo this far (in noise_m) from the water
+)
 ECHO_LEARN_EPISODES = 3
 ECHO_FORGET_S = 14 * 24 * 3600.0
 ECHO_CAPACITY = 16
@@ -62,6 +64,7 @@ ECHO_CAPACITY = 16
 @dataclass(slots=True)
 class FalseEcho:
     """A height at which readings keep appearing and vanishing: not the water."""
+
     level_m: float
     episodes: int
     first_seen: float
@@ -120,14 +123,15 @@ class EchoMemory:
 @dataclass(slots=True)
 class Band:
     """Readings at one height that the gate did not take as water."""
+
     centre: float
     first_t: float
     last_t: float
-    count: int = 1          # readings in it since it began
-    run: int = 1            # of those, in a row with no water reading between
+    count: int = 1  # readings in it since it began
+    run: int = 1  # of those, in a row with no water reading between
     known_echo: bool = False
     episode_start: float = 0.0
-    episode_open: bool = True   # seen since the water was last seen
+    episode_open: bool = True  # seen since the water was last seen
     recent: deque = field(default_factory=lambda: deque(maxlen=REFERENCE_SAMPLES))
 
     def add(self, now: float, level: float) -> None:
@@ -151,16 +155,45 @@ class PlausibilityGate:
     """
 
     __slots__ = (
-        "rate_per_s", "noise_m", "acquire_samples", "confirm_samples", "return_samples",
-        "objects_read_high", "acquiring", "disagreed", "window", "sorted_levels", "last_t",
-        "established_t", "established_level", "moved", "pending", "bands", "open_episodes",
-        "trajectory", "echoes", "intervals", "last_sample_t", "samples", "pending_sample",
-        "adopted", "returned",
-        "withdrawn_since", "withdrawn_count", "confirmed_count", "returned_count",
+        "rate_per_s",
+        "noise_m",
+        "acquire_samples",
+        "confirm_samples",
+        "return_samples",
+        "objects_read_high",
+        "acquiring",
+        "disagreed",
+        "window",
+        "sorted_levels",
+        "last_t",
+        "established_t",
+        "established_level",
+        "moved",
+        "pending",
+        "bands",
+        "open_episodes",
+        "trajectory",
+        "echoes",
+        "intervals",
+        "last_sample_t",
+        "samples",
+        "pending_sample",
+        "adopted",
+        "returned",
+        "withdrawn_since",
+        "withdrawn_count",
+        "confirmed_count",
+        "returned_count",
     )
 
-    def __init__(self, max_rate_m_per_min: float, noise_m: float, acquire_samples: int,
-                 confirm_samples: int = 2, objects_read_high: bool = False):
+    def __init__(
+        self,
+        max_rate_m_per_min: float,
+        noise_m: float,
+        acquire_samples: int,
+        confirm_samples: int = 2,
+        objects_read_high: bool = False,
+    ):
         self.rate_per_s = max_rate_m_per_min / 60.0
         self.noise_m = noise_m
         self.acquire_samples = acquire_samples
@@ -170,14 +203,14 @@ class PlausibilityGate:
         # Distance sensors: an object in the beam reads nearer, i.e. as a higher level.
         self.objects_read_high = objects_read_high
         self.acquiring: list[tuple[float, float]] = []
-        self.disagreed = False      # the last start-up reading contradicted the one before
-        self.window: deque[tuple[float, float]] = deque()   # accepted (t, level), oldest first
+        self.disagreed = False  # the last start-up reading contradicted the one before
+        self.window: deque[tuple[float, float]] = deque()  # accepted (t, level), oldest first
         self.sorted_levels: list[float] = []
         self.last_t = 0.0
         self.established_t = 0.0
         self.established_level = 0.0
-        self.moved = False          # the followed level has moved by continuity: real water
-        self.pending: list[tuple[float, float]] = []        # an unconfirmed jump
+        self.moved = False  # the followed level has moved by continuity: real water
+        self.pending: list[tuple[float, float]] = []  # an unconfirmed jump
         self.bands: list[Band] = []
         self.open_episodes = False
         # Heights the water was at: [level, first seen, last seen, accepted readings there].
@@ -185,14 +218,14 @@ class PlausibilityGate:
         self.echoes = EchoMemory(noise_m)
         self.intervals: deque[float] = deque(maxlen=SPACING_SAMPLES)
         self.last_sample_t: float | None = None
-        self.samples = 0            # samples seen, valid or not
-        self.pending_sample = 0     # the sample number of the last unconfirmed reading
+        self.samples = 0  # samples seen, valid or not
+        self.pending_sample = 0  # the sample number of the last unconfirmed reading
         self.adopted: list[tuple[float, float]] | None = None
         self.returned = False
         self.withdrawn_since: float | None = None
-        self.withdrawn_count = 0    # readings withdrawn so far (unconfirmed and followed)
-        self.confirmed_count = 0    # jumps across a silence that were confirmed
-        self.returned_count = 0     # ways back taken
+        self.withdrawn_count = 0  # readings withdrawn so far (unconfirmed and followed)
+        self.confirmed_count = 0  # jumps across a silence that were confirmed
+        self.returned_count = 0  # ways back taken
 
     # -- what the rest of the gauge may ask ------------------------------------------------------
     @property
@@ -239,10 +272,9 @@ class PlausibilityGate:
         # readings show themselves (the sensor's jitter, or the readings a steady rise leaves
         # the median behind), or from the latest accepted reading, whichever is nearer. The
         # median is what one outlier cannot move; the latest is where a moving water is now.
-        distance = min(distance - (levels[-1] - levels[0]) / 2.0,
-                       abs(level - self.window[-1][1]))
+        distance = min(distance - (levels[-1] - levels[0]) / 2.0, abs(level - self.window[-1][1]))
         if distance <= noise:
-            return self._follow(now, level)   # water moving at its own pace, also through a band
+            return self._follow(now, level)  # water moving at its own pace, also through a band
         rate = self.rate_per_s
         silence_s = SILENCE_SAMPLES * self._spacing()
         since = now - self.last_t
@@ -255,8 +287,7 @@ class PlausibilityGate:
             # whenever it comes. Looks that saw nothing between two lone echoes mean they do
             # not confirm each other.
             next_look = now - last_t <= silence_s or self.samples == self.pending_sample + 1
-            if next_look and abs(level - last_level) <= noise + rate * min(now - last_t,
-                                                                           silence_s):
+            if next_look and abs(level - last_level) <= noise + rate * min(now - last_t, silence_s):
                 pending.append((now, level))
                 self.pending_sample = self.samples
                 if len(pending) >= self.confirm_samples:
@@ -277,7 +308,7 @@ class PlausibilityGate:
         known_echo = self.echoes.learned_at(level) is not None
         if not known_echo:
             if distance <= noise + rate * min(since, silence_s):
-                return self._follow(now, level)   # within what the water can move at its pace
+                return self._follow(now, level)  # within what the water can move at its pace
             if distance <= noise + rate * since:
                 # Only a silence lets the water have got there: believe it when the next agrees.
                 self.pending = [(now, level)]
@@ -295,8 +326,9 @@ class PlausibilityGate:
     def _follow(self, now: float, level: float) -> int:
         """The reading continues the water: accept it and close what it disproves."""
         if self.pending:
-            self._withdraw_pending(self.sorted_levels[(len(self.sorted_levels) - 1) // 2],
-                                   contradicted=True)
+            self._withdraw_pending(
+                self.sorted_levels[(len(self.sorted_levels) - 1) // 2], contradicted=True
+            )
         window, levels = self.window, self.sorted_levels
         if len(window) >= REFERENCE_SAMPLES:
             _, old = window.popleft()
@@ -333,8 +365,10 @@ class PlausibilityGate:
     def _is_echo_height(self, level: float, reference: float, now: float) -> bool:
         """Far from the water, and not a height the water was recently at (the water seen
         between an object's visits must never be learned as the echo)."""
-        return abs(level - reference) > ECHO_SEPARATION_NOISES * self.noise_m \
+        return (
+            abs(level - reference) > ECHO_SEPARATION_NOISES * self.noise_m
             and self._trajectory_point(level, now) is None
+        )
 
     def _withdraw_pending(self, reference: float, contradicted: bool) -> None:
         """Not confirmed. `contradicted`: the water was seen where it was, so the jump came and
@@ -347,8 +381,7 @@ class PlausibilityGate:
             self.echoes.record(first_level, first_t, pending[-1][0])
         self.pending = []
 
-    def _band_at(self, now: float, level: float, silence_s: float,
-                 reference: float) -> Band | None:
+    def _band_at(self, now: float, level: float, silence_s: float, reference: float) -> Band | None:
         """The refused height this reading is at. A single refused reading seen before a
         silence proves nothing about what comes after it: it is forgotten then, so water that
         rose to that height while the gauge was silent is judged on its own (unless the water
@@ -358,11 +391,14 @@ class PlausibilityGate:
         forget = False
         for band in self.bands:
             age = now - band.last_t
-            if age > BAND_FORGET_S or (band.count == 1 and age > silence_s
-                                       and self._trajectory_point(band.centre, now) is None):
+            if age > BAND_FORGET_S or (
+                band.count == 1
+                and age > silence_s
+                and self._trajectory_point(band.centre, now) is None
+            ):
                 if band.episode_open and self._is_echo_height(band.centre, reference, now):
                     self.echoes.record(band.centre, band.episode_start, band.last_t)
-                band.count = 0      # marks it for forgetting below
+                band.count = 0  # marks it for forgetting below
                 forget = True
             elif found is None and abs(band.centre - level) <= noise:
                 found = band
@@ -387,9 +423,9 @@ class PlausibilityGate:
             return False
         noise = self.noise_m
         if self.objects_read_high and band.centre > reference + noise:
-            return False    # nearer than the water: an object, however long it stays
+            return False  # nearer than the water: an object, however long it stays
         if self._trajectory_point(band.centre, now) is None:
-            return False    # not where the water was: a double echo, a reflection
+            return False  # not where the water was: a double echo, a reflection
         if band.run >= self.return_samples:
             return True
         return self.objects_read_high and not self.moved and band.centre < reference - noise
@@ -404,22 +440,28 @@ class PlausibilityGate:
                 return point
         return None
 
-    def _switch(self, now: float, readings: list[tuple[float, float]], returned: bool,
-                band: Band | None = None) -> int:
+    def _switch(
+        self,
+        now: float,
+        readings: list[tuple[float, float]],
+        returned: bool,
+        band: Band | None = None,
+    ) -> int:
         """Follow another level from now on; `readings` (oldest first) become its history."""
         if returned:
             # The water is back at a height it was at: what the gate followed since it was
             # last there was not the water. Those heights are no place to come back to, and
             # the height it followed is an echo.
+            assert band is not None, "a way back is to a band"
             point = self._trajectory_point(band.centre, now)
             left_at = point[2] if point is not None else self.established_t
             self.withdrawn_since = left_at
-            kept = deque(maxlen=TRAJECTORY_POINTS)
+            kept: deque[list[float]] = deque(maxlen=TRAJECTORY_POINTS)
             for earlier in self.trajectory:
                 if earlier[1] <= left_at:
                     kept.append(earlier)
                 else:
-                    self.withdrawn_count += earlier[3]
+                    self.withdrawn_count += int(earlier[3])
             self.trajectory = kept
             self.returned_count += 1
             self.bands.remove(band)
@@ -427,8 +469,9 @@ class PlausibilityGate:
             if abandoned is not None and self._is_echo_height(abandoned, band.centre, now):
                 self.echoes.record(abandoned, left_at, self.last_t)
                 # Shown not to be the water: readings there now are an echo, not a mystery.
-                echo = Band(abandoned, now, now, known_echo=True, episode_start=now,
-                            episode_open=False)
+                echo = Band(
+                    abandoned, now, now, known_echo=True, episode_start=now, episode_open=False
+                )
                 echo.run = 0
                 self._remember_band(echo)
         else:
@@ -448,15 +491,18 @@ class PlausibilityGate:
         self.moved = False
         for band in self.bands:
             band.run = 0
-        self.trajectory.append([self.established_level, self.established_t, self.last_t,
-                                len(readings)])
+        self.trajectory.append(
+            [self.established_level, self.established_t, self.last_t, len(readings)]
+        )
 
     def _acquire(self, now: float, level: float) -> int:
         """Start-up: `acquire_samples` consecutive agreeing readings before the first level."""
         recent = self.acquiring
         if recent:
             last_t, last_level = recent[-1]
-            self.disagreed = abs(level - last_level) > self.noise_m + self.rate_per_s * (now - last_t)
+            self.disagreed = abs(level - last_level) > self.noise_m + self.rate_per_s * (
+                now - last_t
+            )
             if self.disagreed:
                 recent.clear()
         recent.append((now, level))

@@ -58,14 +58,14 @@ EVENT = "event"
 READING = "reading"
 HEARTBEAT = "heartbeat"
 RECORD_TYPES = (READING, EVENT, HEARTBEAT)
-MEMORY_RING = 20000          # records kept in memory while the card refuses them
+MEMORY_RING = 20000  # records kept in memory while the card refuses them
 # A WAL frame is a page plus a 24-byte header. With 4 KiB pages every frame straddles two 4 KiB
 # blocks of the card, so each durable reading writes 8 KiB; with 1 KiB pages a frame usually
 # fits in one block (measured by scripts/bench: bytes written per durable reading).
 PAGE_SIZE = 1024
-BACKLOG_CHECK_EVERY = 64     # rows written between two looks at the database size
+BACKLOG_CHECK_EVERY = 64  # rows written between two looks at the database size
 RETRY_WRITE_S = 5.0
-DROP_FRACTION = 0.01         # readings dropped at a time when the backlog is full
+DROP_FRACTION = 0.01  # readings dropped at a time when the backlog is full
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -116,14 +116,20 @@ def is_damage(error: BaseException) -> bool:
 class Record:
     seq: int
     type: str
-    time: float          # epoch seconds (wall clock when it was taken)
-    body: dict           # the type's own fields
-    epoch: str | None = None   # of the file it was read from: it is sent and acknowledged as that
+    time: float  # epoch seconds (wall clock when it was taken)
+    body: dict  # the type's own fields
+    epoch: str | None = None  # of the file it was read from: it is sent and acknowledged as that
 
 
 class Outbox:
-    def __init__(self, path: Path, max_backlog_mb: float = 200.0, dead_letter_max: int = 10000,
-                 max_page_count: int | None = None, health: ThreadHealth | None = None):
+    def __init__(
+        self,
+        path: Path,
+        max_backlog_mb: float = 200.0,
+        dead_letter_max: int = 10000,
+        max_page_count: int | None = None,
+        health: ThreadHealth | None = None,
+    ):
         self.path = Path(path)
         self.max_backlog_bytes = int(max_backlog_mb * 1024 * 1024)
         self.dead_letter_max = dead_letter_max
@@ -134,16 +140,16 @@ class Outbox:
         # _lock, never after.
         self._file_lock = threading.RLock()
         self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []   # every thread's, for replacement
-        self._generation = 0          # which file the connections are for; +1 per replacement
+        self._connections: list[sqlite3.Connection] = []  # every thread's, for replacement
+        self._generation = 0  # which file the connections are for; +1 per replacement
         self.salvaged: list[Path] = []  # salvage files made while running (the daemon drains them)
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._ring: deque[tuple[str, float, dict]] = deque()
         self.memory_dropped = 0
         self.storage_error: str | None = None
-        self._uploader_error: str | None = None    # logged once until the uploader's side works
+        self._uploader_error: str | None = None  # logged once until the uploader's side works
         self.committed = threading.Condition(self._lock)
-        self.epoch: str | None = None     # None until the database could be opened
+        self.epoch: str | None = None  # None until the database could be opened
         self._next_seq = 1
         self._depth = 0
         self._checked = False
@@ -155,8 +161,9 @@ class Outbox:
         self._stopped = threading.Event()
         self._next_open_attempt = 0.0
         self._try_open()
-        self._writer = LoopThread("outbox-writer", self._write_step, health or ThreadHealth(),
-                                  self._stopped)
+        self._writer = LoopThread(
+            "outbox-writer", self._write_step, health or ThreadHealth(), self._stopped
+        )
         self._writer.start()
 
     def _try_open(self) -> None:
@@ -178,8 +185,9 @@ class Outbox:
         connection = self._connection()
         with connection:
             connection.executescript(SCHEMA)
-            connection.execute("INSERT OR IGNORE INTO meta VALUES ('epoch', ?)",
-                               (uuid.uuid4().hex,))
+            connection.execute(
+                "INSERT OR IGNORE INTO meta VALUES ('epoch', ?)", (uuid.uuid4().hex,)
+            )
             for key in ("high_water", "dropped", "dead_lettered"):
                 connection.execute("INSERT OR IGNORE INTO meta VALUES (?, '0')", (key,))
         epoch = self._meta("epoch")
@@ -191,9 +199,13 @@ class Outbox:
             if not isinstance(value, str) or not re.fullmatch(r"\d{1,18}", value):
                 raise DamagedOutbox(f"meta {key} {str(value)[:40]!r} is not a count")
             counters[key] = int(value)
-        next_seq = 1 + max(counters["high_water"], *(
-            connection.execute(f"SELECT COALESCE(MAX(seq), 0) FROM {table}").fetchone()[0]
-            for table in ("events", "readings", "dead_letters")))
+        next_seq = 1 + max(
+            counters["high_water"],
+            *(
+                connection.execute(f"SELECT COALESCE(MAX(seq), 0) FROM {table}").fetchone()[0]
+                for table in ("events", "readings", "dead_letters")
+            ),
+        )
         with self._lock:
             self._next_seq = next_seq
             # Checked and counted by the writer thread, not here: after a long outage a
@@ -213,8 +225,13 @@ class Outbox:
         with self._lock:
             self.epoch = None
             if self.storage_error is None:
-                log.error("cannot open the outbox %s: %s; holding records in memory and trying"
-                          " again every %.0f s", self.path, error, RETRY_WRITE_S)
+                log.error(
+                    "cannot open the outbox %s: %s; holding records in memory and trying"
+                    " again every %.0f s",
+                    self.path,
+                    error,
+                    RETRY_WRITE_S,
+                )
             self.storage_error = f"cannot open: {error}"
         self._next_open_attempt = time.monotonic() + RETRY_WRITE_S
 
@@ -231,8 +248,13 @@ class Outbox:
         while aside.exists():
             aside = self.path.with_name(f"{self.path.name}.damaged-{int(time.time())}-{n}")
             n += 1
-        log.error("outbox %s is damaged (%s): moved to %s, starting a new one; what can still"
-                  " be read goes upstream under its own epoch", self.path, error, aside.name)
+        log.error(
+            "outbox %s is damaged (%s): moved to %s, starting a new one; what can still"
+            " be read goes upstream under its own epoch",
+            self.path,
+            error,
+            aside.name,
+        )
         self._close_connections()
         with self._lock:
             self.epoch = None
@@ -278,8 +300,9 @@ class Outbox:
         if connection is None or self._local.generation != self._generation:
             # check_same_thread=False only so that _close_connections may close it; it is
             # used by its own thread alone.
-            connection = sqlite3.connect(self.path, timeout=10.0, isolation_level=None,
-                                         check_same_thread=False)
+            connection = sqlite3.connect(
+                self.path, timeout=10.0, isolation_level=None, check_same_thread=False
+            )
             self._connections.append(connection)
             self._local.connection = connection
             self._local.generation = self._generation
@@ -297,8 +320,7 @@ class Outbox:
         return connection
 
     def _meta(self, key: str):
-        row = self._connection().execute("SELECT value FROM meta WHERE key = ?",
-                                         (key,)).fetchone()
+        row = self._connection().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else row[0]
 
     # -- the sampling thread's side ---------------------------------------------------------
@@ -334,11 +356,13 @@ class Outbox:
                 verdict = connection.execute("PRAGMA quick_check(1)").fetchone()[0]
                 if verdict != "ok":
                     raise DamagedOutbox(f"quick_check: {str(verdict)[:200]}")
-                depth = sum(connection.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
-                            for table in ("events", "readings"))
+                depth = sum(
+                    connection.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+                    for table in ("events", "readings")
+                )
             except sqlite3.Error as error:
                 if is_damage(error):
-                    self._replace_damaged(error)   # salvaged while still untouched
+                    self._replace_damaged(error)  # salvaged while still untouched
                 else:
                     self._cannot_open(error)
                 return
@@ -377,7 +401,7 @@ class Outbox:
             self._finish()
 
     def _finish(self) -> None:
-        self._stopped.set()     # close() closes the connections
+        self._stopped.set()  # close() closes the connections
 
     def _commit(self, items: list[tuple[str, float, dict]]) -> None:
         with self._file_lock:
@@ -392,8 +416,10 @@ class Outbox:
             for record_type, time_s, body in items:
                 table = "events" if record_type == EVENT else "readings"
                 moment = time_s if math.isfinite(time_s) else time.time()
-                connection.execute(f"INSERT INTO {table} VALUES (?, ?, ?, ?)",
-                                   (seq, record_type, moment, encode_body(body)))
+                connection.execute(
+                    f"INSERT INTO {table} VALUES (?, ?, ?, ?)",
+                    (seq, record_type, moment, encode_body(body)),
+                )
                 seq += 1
             self._rows_since_check += len(items)
             dropped = self._enforce_backlog(connection, seq)
@@ -406,10 +432,10 @@ class Outbox:
                     connection.execute("ROLLBACK")
             except sqlite3.Error:
                 pass
-            self._after_error(error)      # a damaged file: replaced; the items go to the new one
+            self._after_error(error)  # a damaged file: replaced; the items go to the new one
             self._hold_in_memory(items, error)
             if not isinstance(error, sqlite3.Error):
-                raise   # a bug, not the card: the supervisor reports it (`internal`)
+                raise  # a bug, not the card: the supervisor reports it (`internal`)
             return
         with self._lock:
             self._next_seq = seq
@@ -422,13 +448,15 @@ class Outbox:
             self.storage_error = None
             self.committed.notify_all()
 
-    def _hold_in_memory(self, items: list[tuple[str, float, dict]],
-                        error: BaseException | None) -> None:
+    def _hold_in_memory(
+        self, items: list[tuple[str, float, dict]], error: BaseException | None
+    ) -> None:
         with self._lock:
             if error is not None:
                 if self.storage_error is None:
-                    log.error("outbox cannot write to %s: %s; holding records in memory",
-                              self.path, error)
+                    log.error(
+                        "outbox cannot write to %s: %s; holding records in memory", self.path, error
+                    )
                 self.storage_error = str(error)
             self._ring.clear()
             self._ring.extend(items)
@@ -453,24 +481,33 @@ class Outbox:
         victims = max(1, int(count * DROP_FRACTION)) if count else 0
         if not victims:
             return 0
-        last = connection.execute("SELECT seq FROM readings ORDER BY seq LIMIT 1 OFFSET ?",
-                                  (victims - 1,)).fetchone()[0]
+        last = connection.execute(
+            "SELECT seq FROM readings ORDER BY seq LIMIT 1 OFFSET ?", (victims - 1,)
+        ).fetchone()[0]
         connection.execute("DELETE FROM readings WHERE seq <= ?", (last,))
         total = int(connection.execute("SELECT value FROM meta WHERE key='dropped'").fetchone()[0])
         total += victims
         connection.execute("UPDATE meta SET value = ? WHERE key = 'dropped'", (str(total),))
         self._dropped = total
         self._raise_high_water(connection, last)
-        body = {"kind": "outbox", "dropped": victims, "dropped_total": total,
-                "reason": f"backlog over {self.max_backlog_bytes // (1024 * 1024)} MB"}
-        connection.execute("INSERT INTO events VALUES (?, ?, ?, ?)",
-                           (next_seq, EVENT, time.time(), json.dumps(body)))
+        body = {
+            "kind": "outbox",
+            "dropped": victims,
+            "dropped_total": total,
+            "reason": f"backlog over {self.max_backlog_bytes // (1024 * 1024)} MB",
+        }
+        connection.execute(
+            "INSERT INTO events VALUES (?, ?, ?, ?)",
+            (next_seq, EVENT, time.time(), json.dumps(body)),
+        )
         log.warning("outbox full: dropped the %d oldest readings (%d in all)", victims, total)
         return victims
 
     def _raise_high_water(self, connection: sqlite3.Connection, seq: int) -> None:
-        connection.execute("UPDATE meta SET value = MAX(CAST(value AS INTEGER), ?) "
-                           "WHERE key = 'high_water'", (seq,))
+        connection.execute(
+            "UPDATE meta SET value = MAX(CAST(value AS INTEGER), ?) WHERE key = 'high_water'",
+            (seq,),
+        )
 
     # -- the uploader's side ----------------------------------------------------------------
     def _guarded(self, operation, *args, epoch: str | None = None, damaged=None):
@@ -478,8 +515,7 @@ class Outbox:
         damaged it is replaced and `damaged` is returned. Records of another epoch (read
         from a file since replaced) are not touched: `damaged` is returned at once."""
         with self._file_lock:
-            if (not self.is_open or not self._checked
-                    or (epoch is not None and epoch != self.epoch)):
+            if not self.is_open or not self._checked or (epoch is not None and epoch != self.epoch):
                 return damaged
             try:
                 self._relax_sync()
@@ -514,8 +550,12 @@ class Outbox:
             self._uploader_error = str(error)
             self.storage_error = self.storage_error or f"{error}"
         if first:
-            log.error("outbox cannot %s on %s: %s; the records stay queued",
-                      operation.__name__.strip("_").replace("_", " "), self.path, error)
+            log.error(
+                "outbox cannot %s on %s: %s; the records stay queued",
+                operation.__name__.strip("_").replace("_", " "),
+                self.path,
+                error,
+            )
 
     def next_batch(self, limit: int) -> list[Record]:
         """Events first, then readings and heartbeats, each oldest first. A row that cannot be
@@ -526,12 +566,12 @@ class Outbox:
         connection = self._connection()
         # Text read as bytes: a damaged row with bytes that are not UTF-8 must fail in
         # _decode (dead letter) rather than in the fetch (which would stop the whole batch).
-        query = ("SELECT seq, CAST(type AS BLOB), time, CAST(body AS BLOB) FROM {} ORDER BY seq"
-                 " LIMIT ?")
+        query = (
+            "SELECT seq, CAST(type AS BLOB), time, CAST(body AS BLOB) FROM {} ORDER BY seq LIMIT ?"
+        )
         rows = connection.execute(query.format("events"), (limit,)).fetchall()
         if len(rows) < limit:
-            rows += connection.execute(query.format("readings"),
-                                       (limit - len(rows),)).fetchall()
+            rows += connection.execute(query.format("readings"), (limit - len(rows),)).fetchall()
         records = []
         for row in rows:
             try:
@@ -549,8 +589,11 @@ class Outbox:
             kind = kind.decode("utf-8")
         if kind not in RECORD_TYPES:
             raise ValueError(f"type {kind!r}")
-        if isinstance(moment, bool) or not isinstance(moment, (int, float)) \
-                or not math.isfinite(moment):
+        if (
+            isinstance(moment, bool)
+            or not isinstance(moment, (int, float))
+            or not math.isfinite(moment)
+        ):
             raise ValueError(f"time {moment!r}")
         if isinstance(body, bytes):
             body = body.decode("utf-8")
@@ -561,20 +604,22 @@ class Outbox:
 
     def _dead_letter_row(self, row: tuple, reason: str) -> None:
         seq = row[0]
-        log.error("outbox row seq %r cannot be read (%s): moved to the dead letters", seq,
-                  reason)
+        log.error("outbox row seq %r cannot be read (%s): moved to the dead letters", seq, reason)
         connection = self._connection()
         with connection:
             connection.execute("BEGIN IMMEDIATE")
             moment = row[2] if isinstance(row[2], (int, float)) else 0.0
-            connection.execute("INSERT OR REPLACE INTO dead_letters VALUES (?, ?, ?, ?, ?, ?, ?)",
-                               (seq, str(row[1])[:20], moment, repr(row[3])[:2000], None,
-                                reason, time.time()))
-            deleted = sum(connection.execute(f"DELETE FROM {table} WHERE seq = ?",
-                                             (seq,)).rowcount
-                          for table in ("events", "readings"))
-            connection.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 "
-                               "WHERE key = 'dead_lettered'")
+            connection.execute(
+                "INSERT OR REPLACE INTO dead_letters VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (seq, str(row[1])[:20], moment, repr(row[3])[:2000], None, reason, time.time()),
+            )
+            deleted = sum(
+                connection.execute(f"DELETE FROM {table} WHERE seq = ?", (seq,)).rowcount
+                for table in ("events", "readings")
+            )
+            connection.execute(
+                "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'dead_lettered'"
+            )
         with self._lock:
             self._depth -= deleted
             self._dead_lettered += 1
@@ -593,7 +638,8 @@ class Outbox:
             connection.execute("BEGIN IMMEDIATE")
             for table in ("events", "readings"):
                 deleted += connection.executemany(
-                    f"DELETE FROM {table} WHERE seq = ?", [(s,) for s in seqs]).rowcount
+                    f"DELETE FROM {table} WHERE seq = ?", [(s,) for s in seqs]
+                ).rowcount
             self._raise_high_water(connection, max(seqs))
         with self._lock:
             self._depth -= deleted
@@ -606,17 +652,29 @@ class Outbox:
         connection = self._connection()
         with connection:
             connection.execute("BEGIN IMMEDIATE")
-            connection.execute("INSERT OR REPLACE INTO dead_letters VALUES (?, ?, ?, ?, ?, ?, ?)",
-                               (record.seq, record.type, record.time, json.dumps(record.body),
-                                status, reason[:500], time.time()))
+            connection.execute(
+                "INSERT OR REPLACE INTO dead_letters VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record.seq,
+                    record.type,
+                    record.time,
+                    json.dumps(record.body),
+                    status,
+                    reason[:500],
+                    time.time(),
+                ),
+            )
             table = "events" if record.type == EVENT else "readings"
-            deleted = connection.execute(f"DELETE FROM {table} WHERE seq = ?",
-                                         (record.seq,)).rowcount
-            connection.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 "
-                               "WHERE key = 'dead_lettered'")
+            deleted = connection.execute(
+                f"DELETE FROM {table} WHERE seq = ?", (record.seq,)
+            ).rowcount
+            connection.execute(
+                "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'dead_lettered'"
+            )
             oldest_kept = connection.execute(
                 "SELECT seq FROM dead_letters ORDER BY seq DESC LIMIT 1 OFFSET ?",
-                (self.dead_letter_max - 1,)).fetchone()
+                (self.dead_letter_max - 1,),
+            ).fetchone()
             if oldest_kept is not None:
                 connection.execute("DELETE FROM dead_letters WHERE seq < ?", (oldest_kept[0],))
         with self._lock:
@@ -630,10 +688,15 @@ class Outbox:
         opening it (a moment; seconds for a million rows on an SD card)."""
         with self._lock:
             depth = self._depth if self._checked else None
-            return {"epoch": self.epoch, "depth": depth, "pending": self._pending,
-                    "held_in_memory": len(self._ring),
-                    "dropped": self._dropped + self.memory_dropped,
-                    "dead_lettered": self._dead_lettered, "storage_error": self.storage_error}
+            return {
+                "epoch": self.epoch,
+                "depth": depth,
+                "pending": self._pending,
+                "held_in_memory": len(self._ring),
+                "dropped": self._dropped + self.memory_dropped,
+                "dead_lettered": self._dead_lettered,
+                "storage_error": self.storage_error,
+            }
 
     def take_salvaged(self) -> list[Path]:
         """The salvage files made since the last call (to be sent under their epochs)."""
@@ -657,7 +720,7 @@ class Outbox:
 # -- a damaged outbox: what can still be read is sent under its own epoch ----------------------
 
 SALVAGE_PREFIX = "salvage-"
-MISSED_KEYS_PROBED = 10000   # beyond the last key a damaged file still shows
+MISSED_KEYS_PROBED = 10000  # beyond the last key a damaged file still shows
 
 
 def salvage(damaged: Path, directory: Path) -> Path | None:
@@ -667,6 +730,7 @@ def salvage(damaged: Path, directory: Path) -> Path | None:
     anything it had already. Returns the new file, or None when nothing could be read."""
     import shutil
     import tempfile
+
     with tempfile.TemporaryDirectory(dir=directory) as scratch:
         copy = Path(scratch) / "damaged.sqlite"
         shutil.copyfile(damaged, copy)
@@ -678,16 +742,19 @@ def salvage(damaged: Path, directory: Path) -> Path | None:
         except sqlite3.Error:
             return None
         try:
-            epoch = _readable(lambda: source.execute(
-                "SELECT value FROM meta WHERE key = 'epoch'").fetchone()[0])
+            epoch = _readable(
+                lambda: source.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()[0]
+            )
             if not isinstance(epoch, str) or not re.fullmatch(r"[0-9a-f]{32}", epoch):
                 epoch = uuid.uuid5(uuid.NAMESPACE_URL, str(damaged)).hex
             rows = []
             for table in ("events", "readings"):
                 for seq in sorted(_salvageable_seqs(source, table)):
-                    row = _readable(lambda: source.execute(
-                        f"SELECT seq, type, time, body FROM {table} WHERE seq = ?",
-                        (seq,)).fetchone())
+                    row = _readable(
+                        lambda: source.execute(
+                            f"SELECT seq, type, time, body FROM {table} WHERE seq = ?", (seq,)
+                        ).fetchone()
+                    )
                     if row is not None:
                         rows.append((table, row))
         finally:
@@ -709,8 +776,13 @@ def salvage(damaged: Path, directory: Path) -> Path | None:
                 destination.execute(f"INSERT OR IGNORE INTO {table} VALUES (?, ?, ?, ?)", row)
     finally:
         destination.close()
-    log.warning("salvaged %d records of the damaged outbox %s into %s (epoch %s)", len(rows),
-                damaged.name, target.name, epoch)
+    log.warning(
+        "salvaged %d records of the damaged outbox %s into %s (epoch %s)",
+        len(rows),
+        damaged.name,
+        target.name,
+        epoch,
+    )
     return target
 
 
@@ -718,6 +790,7 @@ def _salvageable_seqs(source: sqlite3.Connection, table: str) -> set[int]:
     """The keys of `table` in a damaged file. A damaged page stops a scan where it lies, so:
     scan forward until it stops, scan backward until it stops, and look up every key in
     between one by one (a lookup only reads the pages on its own path)."""
+
     def scan(order: str) -> list[int]:
         found = []
         try:
@@ -731,15 +804,27 @@ def _salvageable_seqs(source: sqlite3.Connection, table: str) -> set[int]:
     backward = scan("DESC")
     seqs = set(forward) | set(backward)
     low = forward[-1] if forward else 0
-    high = backward[-1] if backward else max(
-        [low, *(_readable(lambda: source.execute(f"SELECT MAX(seq) FROM {other}"
-                                                 ).fetchone()[0]) or 0
-                for other in ("events", "readings", "dead_letters"))]) + MISSED_KEYS_PROBED
+    high = (
+        backward[-1]
+        if backward
+        else max(
+            [
+                low,
+                *(
+                    _readable(lambda: source.execute(f"SELECT MAX(seq) FROM {other}").fetchone()[0])
+                    or 0
+                    for other in ("events", "readings", "dead_letters")
+                ),
+            ]
+        )
+        + MISSED_KEYS_PROBED
+    )
     if forward and backward and forward[-1] >= backward[-1]:
-        return seqs   # both scans went all the way: nothing in between
+        return seqs  # both scans went all the way: nothing in between
     for seq in range(low + 1, high):
-        if _readable(lambda: source.execute(f"SELECT 1 FROM {table} WHERE seq = ?",
-                                            (seq,)).fetchone()):
+        if _readable(
+            lambda: source.execute(f"SELECT 1 FROM {table} WHERE seq = ?", (seq,)).fetchone()
+        ):
             seqs.add(seq)
     return seqs
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 from gpiozero import LED, Button, OutputDevice
 from gpiozero.exc import BadPinFactory
@@ -20,27 +20,35 @@ from agent.config import OutputsConfig
 from agent.errors import InstallationError
 
 log = logging.getLogger(__name__)
-OUTPUT_NAMES = ("siren", "green", "amber", "red")   # Frame order
+OUTPUT_NAMES = ("siren", "green", "amber", "red")  # Frame order
 
 
 class GpioOutputs:
-    def __init__(self, outputs: OutputsConfig, pin_factory: Factory | None = None,
-                 on_silence: Callable[[], None] | None = None):
+    def __init__(
+        self,
+        outputs: OutputsConfig,
+        pin_factory: Factory | None = None,
+        on_silence: Callable[[], None] | None = None,
+    ):
         # gpiozero tries lgpio, RPi.GPIO, pigpio, then its native factory, warning as each
         # fails; the warnings say why, so they go into the one message a technician reads.
         with warnings.catch_warnings(record=True) as fallbacks:
             warnings.simplefilter("always")
             try:
-                self.siren = OutputDevice(outputs.siren_pin,
-                                          active_high=outputs.siren_active_high,
-                                          initial_value=False, pin_factory=pin_factory)
+                self.siren = OutputDevice(
+                    outputs.siren_pin,
+                    active_high=outputs.siren_active_high,
+                    initial_value=False,
+                    pin_factory=pin_factory,
+                )
             except (BadPinFactory, ImportError, NotImplementedError) as error:
                 reasons = "; ".join(str(w.message) for w in fallbacks) or str(error)
                 raise InstallationError(
                     f"no GPIO back-end for the siren and lamps ({reasons}). On Raspberry Pi OS:"
                     " sudo apt install python3-lgpio, in a venv made with"
                     " --system-site-packages (scripts/install does both); gpiozero must be"
-                    " able to read /proc/cpuinfo and /proc/device-tree") from None
+                    " able to read /proc/cpuinfo and /proc/device-tree"
+                ) from None
         self.green = LED(outputs.green_led_pin, pin_factory=pin_factory)
         self.amber = LED(outputs.amber_led_pin, pin_factory=pin_factory)
         self.red = LED(outputs.red_led_pin, pin_factory=pin_factory)
@@ -68,7 +76,7 @@ class GpioOutputs:
             try:
                 device.off()
                 states[name] = bool(device.value)
-            except Exception:  # noqa: BLE001 - releasing must go on whatever one pin says
+            except Exception:
                 log.exception("could not switch %s off", device)
                 states[name] = None
         for device in (*self._devices, self.button):

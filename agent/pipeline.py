@@ -17,23 +17,22 @@ from dataclasses import dataclass
 from agent import gate as gate_module
 from agent.config import Config
 from agent.gate import PlausibilityGate
+from agent.units import VALUE_KINDS
 
 # Reasons a sample is not a level. Driver errors ("timeout", "no_echo", ...) pass through as
 # their own reason; these are the ones the pipeline itself decides.
 NOT_A_NUMBER = "not_a_number"
 INVALID_VALUE = "invalid_value"
 OUT_OF_RANGE = "out_of_range"
-IMPLAUSIBLE = "implausible"     # faster than the site allows, or at a rejected height
-FALSE_ECHO = "false_echo"       # at the height of a learned false echo
-UNCONFIRMED = "unconfirmed"     # a jump across a silence, believed when the next reading agrees
+IMPLAUSIBLE = "implausible"  # faster than the site allows, or at a rejected height
+FALSE_ECHO = "false_echo"  # at the height of a learned false echo
+UNCONFIRMED = "unconfirmed"  # a jump across a silence, believed when the next reading agrees
 ACQUIRING = "acquiring"
-PIPELINE_REASONS = frozenset({NOT_A_NUMBER, INVALID_VALUE, OUT_OF_RANGE, IMPLAUSIBLE, FALSE_ECHO,
-                              UNCONFIRMED, ACQUIRING})
+PIPELINE_REASONS = frozenset(
+    {NOT_A_NUMBER, INVALID_VALUE, OUT_OF_RANGE, IMPLAUSIBLE, FALSE_ECHO, UNCONFIRMED, ACQUIRING}
+)
 # Readings the gate refused: together they raise the `implausible` fault.
 REJECTED_REASONS = frozenset({IMPLAUSIBLE, FALSE_ECHO})
-
-VALUE_KINDS = ("distance", "level")
-UNIT_TO_M = {"m": 1.0, "cm": 0.01, "mm": 0.001, "ft": 0.3048}
 
 
 @dataclass(slots=True)
@@ -42,14 +41,15 @@ class Measurement:
 
     Built by keyword, never changed once made. Not `frozen=True`: that sets each field through
     object.__setattr__ and costs 2.4 us a sample here, a fifth of the whole pipeline."""
+
     time: float
-    raw: float | None               # the value as the sensor gave it (its own unit)
-    level_m: float | None           # converted level, also for readings the gate did not accept
-    accepted: bool                  # passed validity and the plausibility gate
-    reason: str | None              # why not accepted (None when accepted)
-    smoothed_m: float | None        # rolling median of accepted levels (latest estimate)
+    raw: float | None  # the value as the sensor gave it (its own unit)
+    level_m: float | None  # converted level, also for readings the gate did not accept
+    accepted: bool  # passed validity and the plausibility gate
+    reason: str | None  # why not accepted (None when accepted)
+    smoothed_m: float | None  # rolling median of accepted levels (latest estimate)
     rate_m_per_h: float | None
-    valid: bool                     # passed validity (a reading, even if not accepted)
+    valid: bool  # passed validity (a reading, even if not accepted)
     # The gate decided with this sample that what it believed since this time was not the
     # water (an unconfirmed jump withdrawn, or a way back from a level it had followed).
     withdrawn_since: float | None = None
@@ -214,10 +214,13 @@ class Pipeline:
         metres of water per kPa). `sensor.invalid_values` are compared in the raw unit."""
         self.validity = Validity(config, value_kind, unit_to_m)
         filter_config = config.filter
-        self.gate = PlausibilityGate(filter_config.max_rate_m_per_min, filter_config.noise_m,
-                                     filter_config.acquire_samples,
-                                     filter_config.confirm_samples,
-                                     objects_read_high=value_kind == "distance")
+        self.gate = PlausibilityGate(
+            filter_config.max_rate_m_per_min,
+            filter_config.noise_m,
+            filter_config.acquire_samples,
+            filter_config.confirm_samples,
+            objects_read_high=value_kind == "distance",
+        )
         self.median = RollingMedian(filter_config.window)
         self.rate = RateOfRise(config.alarm.rate.window_s)
         self.smoothed_m: float | None = None
@@ -230,6 +233,7 @@ class Pipeline:
             return self._no_reading(now, None, reason or "no_reading")
         level, invalid = self.validity.to_level(raw)
         if level is None:
+            assert invalid is not None, "to_level names why a value is not a level"
             return self._no_reading(now, raw, invalid)
         return self._judge(now, raw, level)
 
@@ -238,10 +242,17 @@ class Pipeline:
         gate = self.gate
         verdict = gate.judge(now, level)
         if verdict != gate_module.ACCEPTED:
-            return Measurement(time=now, raw=raw, level_m=level, accepted=False,
-                               reason=_REASONS[verdict], smoothed_m=self.smoothed_m,
-                               rate_m_per_h=self.rate_m_per_h, valid=True,
-                               withdrawn_since=gate.withdrawn_since)
+            return Measurement(
+                time=now,
+                raw=raw,
+                level_m=level,
+                accepted=False,
+                reason=_REASONS[verdict],
+                smoothed_m=self.smoothed_m,
+                rate_m_per_h=self.rate_m_per_h,
+                valid=True,
+                withdrawn_since=gate.withdrawn_since,
+            )
         adopted = gate.adopted
         if adopted is not None:
             # The gate follows another level from now on: restart the median from its readings
@@ -255,14 +266,29 @@ class Pipeline:
         smoothed = self.median.add(level)
         self.smoothed_m = smoothed
         self.rate_m_per_h = self.rate.add(now, smoothed)
-        return Measurement(time=now, raw=raw, level_m=level, accepted=True, reason=None,
-                           smoothed_m=smoothed, rate_m_per_h=self.rate_m_per_h, valid=True,
-                           withdrawn_since=gate.withdrawn_since)
+        return Measurement(
+            time=now,
+            raw=raw,
+            level_m=level,
+            accepted=True,
+            reason=None,
+            smoothed_m=smoothed,
+            rate_m_per_h=self.rate_m_per_h,
+            valid=True,
+            withdrawn_since=gate.withdrawn_since,
+        )
 
     def _no_reading(self, now: float, raw: float | None, reason: str) -> Measurement:
-        return Measurement(time=now, raw=raw, level_m=None, accepted=False, reason=reason,
-                           smoothed_m=self.smoothed_m, rate_m_per_h=self.rate_m_per_h,
-                           valid=False)
+        return Measurement(
+            time=now,
+            raw=raw,
+            level_m=None,
+            accepted=False,
+            reason=reason,
+            smoothed_m=self.smoothed_m,
+            rate_m_per_h=self.rate_m_per_h,
+            valid=False,
+        )
 
     def process_burst(self, now: float, raws: list[tuple[float | None, str | None]]) -> Measurement:
         """A burst of raw reads taken for one sample: the median of the valid ones is the sample.
@@ -295,5 +321,9 @@ class Pipeline:
         return self._judge(now, median, self.validity.convert(median))
 
 
-_REASONS = {gate_module.UNCONFIRMED: UNCONFIRMED, gate_module.REJECTED: IMPLAUSIBLE,
-            gate_module.FALSE_ECHO: FALSE_ECHO, gate_module.ACQUIRING: ACQUIRING}
+_REASONS = {
+    gate_module.UNCONFIRMED: UNCONFIRMED,
+    gate_module.REJECTED: IMPLAUSIBLE,
+    gate_module.FALSE_ECHO: FALSE_ECHO,
+    gate_module.ACQUIRING: ACQUIRING,
+}

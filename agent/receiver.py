@@ -41,21 +41,21 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Mapping
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
-from typing import Mapping
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
-SOCKET_TIMEOUT_S = 10.0        # per read or write on a connection
+SOCKET_TIMEOUT_S = 10.0  # per read or write on a connection
 TLS_HANDSHAKE_TIMEOUT_S = 5.0
-WORKERS = 16                   # connections served at once; more get 503
-REMEMBERED_KEYS = 1000         # Idempotency-Keys kept for the tests
-MAX_JSON_DEPTH = 20            # a batch is 3 levels deep; deeper is not a batch
+WORKERS = 16  # connections served at once; more get 503
+REMEMBERED_KEYS = 1000  # Idempotency-Keys kept for the tests
+MAX_JSON_DEPTH = 20  # a batch is 3 levels deep; deeper is not a batch
 SQLITE_MAX_INTEGER = 2**63 - 1
 RECORD_TYPES = {"reading", "event", "heartbeat"}
 EVENT_KINDS = {"level", "rate", "fault", "siren", "outbox"}
-STATION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")   # as the gauge's station.id
+STATION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # as the gauge's station.id
 EPOCH = re.compile(r"[0-9a-f]{32}")
 
 SCHEMA = """
@@ -96,8 +96,10 @@ def read_token_file(path: Path) -> dict[str, str]:
         else:
             tokens[station] = token
     if not tokens and not problems:
-        problems.append(f"{path}: no `station-id token` line: a receiver that accepts any"
-                        " token would take alarms from anyone")
+        problems.append(
+            f"{path}: no `station-id token` line: a receiver that accepts any"
+            " token would take alarms from anyone"
+        )
     if problems:
         raise ValueError("\n".join(problems))
     return tokens
@@ -105,8 +107,9 @@ def read_token_file(path: Path) -> dict[str, str]:
 
 def _number_or_null(record: dict, key: str, index: int) -> None:
     value = record.get(key)
-    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                              or not math.isfinite(value)):
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+    ):
         raise BatchInvalid(f"records[{index}].{key} must be a number or null", index)
 
 
@@ -155,11 +158,13 @@ def validate(batch: object) -> list[dict]:
             raise BatchInvalid(f"records[{index}] must be an object", index)
         seq = record.get("seq")
         if isinstance(seq, bool) or not isinstance(seq, int) or not 1 <= seq <= SQLITE_MAX_INTEGER:
-            raise BatchInvalid(f"records[{index}].seq must be a whole number from 1 to"
-                               f" {SQLITE_MAX_INTEGER}", index)
+            raise BatchInvalid(
+                f"records[{index}].seq must be a whole number from 1 to {SQLITE_MAX_INTEGER}", index
+            )
         if record.get("type") not in RECORD_TYPES:
-            raise BatchInvalid(f"records[{index}].type must be one of {sorted(RECORD_TYPES)}",
-                               index)
+            raise BatchInvalid(
+                f"records[{index}].type must be one of {sorted(RECORD_TYPES)}", index
+            )
         moment = record.get("time")
         try:
             if not isinstance(moment, str) or len(moment) > 40:
@@ -174,8 +179,9 @@ def validate(batch: object) -> list[dict]:
                 raise BatchInvalid(f"records[{index}].ok must be true or false", index)
         elif record["type"] == "event":
             if record.get("kind") not in EVENT_KINDS:
-                raise BatchInvalid(f"records[{index}].kind must be one of {sorted(EVENT_KINDS)}",
-                                   index)
+                raise BatchInvalid(
+                    f"records[{index}].kind must be one of {sorted(EVENT_KINDS)}", index
+                )
     return records
 
 
@@ -195,8 +201,7 @@ class BoundedServer(HTTPServer):
             # On a short thread of its own: the accept loop must not wait on a stranger.
             threading.Thread(target=self._refuse_busy, args=(request,), daemon=True).start()
             return
-        thread = threading.Thread(target=self._work, args=(request, client_address),
-                                  daemon=True)
+        thread = threading.Thread(target=self._work, args=(request, client_address), daemon=True)
         thread.start()
 
     def _work(self, request, client_address):
@@ -204,13 +209,14 @@ class BoundedServer(HTTPServer):
             request.settimeout(SOCKET_TIMEOUT_S)
             if self.tls_context is not None:
                 request.settimeout(TLS_HANDSHAKE_TIMEOUT_S)
-                request = self.tls_context.wrap_socket(request, server_side=True,
-                                                       do_handshake_on_connect=False)
+                request = self.tls_context.wrap_socket(
+                    request, server_side=True, do_handshake_on_connect=False
+                )
                 request.do_handshake()
                 request.settimeout(SOCKET_TIMEOUT_S)
             self.finish_request(request, client_address)
         except (OSError, ssl.SSLError):
-            pass   # a client that vanished, stalled or spoke no TLS: nothing to answer
+            pass  # a client that vanished, stalled or spoke no TLS: nothing to answer
         finally:
             self.shutdown_request(request)
             self.slots.release()
@@ -222,9 +228,11 @@ class BoundedServer(HTTPServer):
         try:
             request.settimeout(0.5)
             body = json.dumps({"error": "receiver busy"}).encode()
-            request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json"
-                            b"\r\nContent-Length: %d\r\nRetry-After: 5\r\nConnection: close"
-                            b"\r\n\r\n%s" % (len(body), body))
+            request.sendall(
+                b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json"
+                b"\r\nContent-Length: %d\r\nRetry-After: 5\r\nConnection: close"
+                b"\r\n\r\n%s" % (len(body), body)
+            )
             request.shutdown(socket.SHUT_WR)
             request.recv(65536)
         except OSError:
@@ -236,13 +244,22 @@ class BoundedServer(HTTPServer):
 class ReferenceReceiver:
     """The server, runnable in a thread (tests) or as a program."""
 
-    def __init__(self, db_path: Path, tokens: Mapping[str, str], host: str = "127.0.0.1",
-                 port: int = 0, tls_cert: Path | None = None, tls_key: Path | None = None):
+    def __init__(
+        self,
+        db_path: Path,
+        tokens: Mapping[str, str],
+        host: str = "127.0.0.1",
+        port: int = 0,
+        tls_cert: Path | None = None,
+        tls_key: Path | None = None,
+    ):
         if not tokens:
             raise ValueError("a receiver needs at least one station's token")
         self.db_path = Path(db_path)
-        self.tokens = dict(tokens)           # station -> token
-        self.script: deque[tuple] = deque()  # ("status", code, headers[, body]) | ("hang", s) | ("reset",)
+        self.tokens = dict(tokens)  # station -> token
+        self.script: deque[tuple] = (
+            deque()
+        )  # ("status", code, headers[, body]) | ("hang", s) | ("reset",)
         self.requests = 0
         self.duplicates = 0
         self.idempotency_keys: deque[str] = deque(maxlen=REMEMBERED_KEYS)
@@ -255,7 +272,7 @@ class ReferenceReceiver:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def log_message(self, format, *args):  # noqa: A002 - the base class's name
+            def log_message(self, format, *args):
                 pass  # quiet: tests and the demo print what matters
 
             def do_GET(self):
@@ -268,8 +285,8 @@ class ReferenceReceiver:
                 try:
                     receiver._handle(self)
                 except (OSError, ssl.SSLError):
-                    self.close_connection = True      # the client went away
-                except Exception as error:  # noqa: BLE001 - a 500 with a reason, never a drop
+                    self.close_connection = True  # the client went away
+                except Exception as error:
                     self.close_connection = True
                     self._answer(500, {"error": f"receiver error: {type(error).__name__}"})
 
@@ -297,9 +314,10 @@ class ReferenceReceiver:
         self._thread: threading.Thread | None = None
 
     # -- running ----------------------------------------------------------------------------
-    def start(self) -> "ReferenceReceiver":
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True,
-                                        name="receiver")
+    def start(self) -> ReferenceReceiver:
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, daemon=True, name="receiver"
+        )
         self._thread.start()
         return self
 
@@ -316,7 +334,7 @@ class ReferenceReceiver:
     # -- one request ------------------------------------------------------------------------
     def _station_of(self, authorization: str) -> str | None:
         """The station whose token this is (compared in constant time), or None."""
-        given = authorization[len("Bearer "):].encode()
+        given = authorization[len("Bearer ") :].encode()
         found = None
         for station, token in self.tokens.items():
             if hmac.compare_digest(given, token.encode()):
@@ -330,8 +348,9 @@ class ReferenceReceiver:
             self.idempotency_keys.append(handler.headers.get("Idempotency-Key", ""))
         if action is not None and action[0] == "reset":
             # Close with RST instead of an answer, as a failing proxy does.
-            handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                          struct.pack("ii", 1, 0))
+            handler.connection.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+            )
             handler.close_connection = True
             handler.connection.close()
             return
@@ -376,12 +395,14 @@ class ReferenceReceiver:
         try:
             batch = parse_batch(raw)
             records = validate(batch)
+            assert isinstance(batch, dict)  # validate() refuses anything else
         except BatchInvalid as error:
             handler._answer(error.status, {"error": str(error), "record_index": error.index})
             return
         if batch["station"] != station:
-            handler._answer(403, {"error": f"this token is for station {station!r}, not"
-                                           f" {batch['station']!r}"})
+            handler._answer(
+                403, {"error": f"this token is for station {station!r}, not {batch['station']!r}"}
+            )
             return
         accepted, duplicates = self._store(batch, records)
         handler._answer(200, {"accepted": accepted, "duplicates": duplicates})
@@ -394,15 +415,23 @@ class ReferenceReceiver:
                 for record in records:
                     cursor = self._db.execute(
                         "INSERT OR IGNORE INTO records VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (batch["station"], batch["epoch"], record["seq"], record["type"],
-                         record["time"], json.dumps(record), time.time()))
+                        (
+                            batch["station"],
+                            batch["epoch"],
+                            record["seq"],
+                            record["type"],
+                            record["time"],
+                            json.dumps(record),
+                            time.time(),
+                        ),
+                    )
                     if cursor.rowcount:
                         accepted += 1
                     else:
                         duplicates += 1
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")   # never leave the connection in a transaction
+                self._db.execute("ROLLBACK")  # never leave the connection in a transaction
                 raise
             self.duplicates += duplicates
         return accepted, duplicates
@@ -410,20 +439,28 @@ class ReferenceReceiver:
     # -- for tests and the demo -------------------------------------------------------------
     def stored(self) -> list[tuple[str, str, int, str, dict]]:
         with self._lock:
-            rows = self._db.execute("SELECT station, epoch, seq, type, body FROM records "
-                                    "ORDER BY station, epoch, seq").fetchall()
-        return [(station, epoch, seq, kind, json.loads(body))
-                for station, epoch, seq, kind, body in rows]
+            rows = self._db.execute(
+                "SELECT station, epoch, seq, type, body FROM records ORDER BY station, epoch, seq"
+            ).fetchall()
+        return [
+            (station, epoch, seq, kind, json.loads(body))
+            for station, epoch, seq, kind, body in rows
+        ]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m agent.receiver",
-                                     description="gauge-agent reference receiver")
+    parser = argparse.ArgumentParser(
+        prog="python -m agent.receiver", description="gauge-agent reference receiver"
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--db", type=Path, default=Path("receiver.sqlite"))
-    parser.add_argument("--token-file", type=Path, required=True,
-                        help="`station-id token` per line: each gauge's own token")
+    parser.add_argument(
+        "--token-file",
+        type=Path,
+        required=True,
+        help="`station-id token` per line: each gauge's own token",
+    )
     parser.add_argument("--tls-cert", type=Path, help="serve HTTPS with this certificate ...")
     parser.add_argument("--tls-key", type=Path, help="... and this private key")
     args = parser.parse_args(argv)
@@ -435,10 +472,12 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"receiver: {error}", file=sys.stderr)
         return 1
-    receiver = ReferenceReceiver(args.db, tokens, args.host, args.port, args.tls_cert,
-                                 args.tls_key)
-    print(f"receiver: listening on {receiver.url} for {len(tokens)} station(s), storing in"
-          f" {args.db}", file=sys.stderr, flush=True)
+    receiver = ReferenceReceiver(args.db, tokens, args.host, args.port, args.tls_cert, args.tls_key)
+    print(
+        f"receiver: listening on {receiver.url} for {len(tokens)} station(s), storing in {args.db}",
+        file=sys.stderr,
+        flush=True,
+    )
     try:
         receiver.server.serve_forever()
     except KeyboardInterrupt:

@@ -16,16 +16,25 @@ import os
 import re
 import sys
 import time as time_module
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Callable, Iterable, Iterator
+from typing import IO
 
-from agent.alarm import AlarmEngine, Event, format_utc
+from agent.alarm import AlarmEngine, Event
 from agent.config import Config
 from agent.errors import ReplayInputError, UnreadableFile
 from agent.files import open_regular
-from agent.pipeline import (ACQUIRING, FALSE_ECHO, IMPLAUSIBLE, NOT_A_NUMBER, UNCONFIRMED, UNIT_TO_M,
-                            Measurement, Pipeline)
+from agent.pipeline import (
+    ACQUIRING,
+    FALSE_ECHO,
+    IMPLAUSIBLE,
+    NOT_A_NUMBER,
+    UNCONFIRMED,
+    Measurement,
+    Pipeline,
+)
+from agent.units import UNIT_TO_M, format_utc
 
 
 @dataclass
@@ -39,18 +48,18 @@ class ReplayOptions:
 
 @dataclass
 class ReplayCounts:
-    rows: int = 0              # data rows read (not the header)
-    samples: int = 0           # rows that reached the pipeline
+    rows: int = 0  # data rows read (not the header)
+    samples: int = 0  # rows that reached the pipeline
     accepted: int = 0
-    no_reading: int = 0        # not a number, sensor codes, out of range
-    implausible: int = 0       # faster than the site allows, or at a height already refused
-    false_echo: int = 0        # at the height of a learned false echo
-    unconfirmed: int = 0       # jumps across a silence, waiting for the next reading
-    withdrawn: int = 0         # believed (or waiting) at first, then shown not to be the water
-    acquiring: int = 0         # start-up readings before the gate has a level to compare with
+    no_reading: int = 0  # not a number, sensor codes, out of range
+    implausible: int = 0  # faster than the site allows, or at a height already refused
+    false_echo: int = 0  # at the height of a learned false echo
+    unconfirmed: int = 0  # jumps across a silence, waiting for the next reading
+    withdrawn: int = 0  # believed (or waiting) at first, then shown not to be the water
+    acquiring: int = 0  # start-up readings before the gate has a level to compare with
     blank: int = 0
-    filtered_out: int = 0      # not matching --where
-    malformed: int = 0         # missing or extra columns
+    filtered_out: int = 0  # not matching --where
+    malformed: int = 0  # missing or extra columns
     bad_time: int = 0
     out_of_order: int = 0
     duplicate_time: int = 0
@@ -61,40 +70,52 @@ class ReplayCounts:
     peak_time: float | None = None
     siren_on_s: float = 0.0
     time_in_state: dict[str, float] = field(default_factory=dict)
-    false_echoes: list[str] = field(default_factory=list)   # learned, in words
+    false_echoes: list[str] = field(default_factory=list)  # learned, in words
 
     def summary(self) -> str:
-        span = (f"{format_utc(self.first_time)} to {format_utc(self.last_time)}"
-                if self.first_time is not None else "no samples")
-        peak = (f"peak {self.peak_m:.3f} m at {format_utc(self.peak_time)}"
-                if self.peak_m is not None else "no accepted level")
-        states = ", ".join(f"{name} {seconds / 3600:.1f} h"
-                           for name, seconds in self.time_in_state.items() if seconds > 0)
+        span = (
+            f"{format_utc(self.first_time)} to {format_utc(self.last_time)}"
+            if self.first_time is not None and self.last_time is not None
+            else "no samples"
+        )
+        peak = (
+            f"peak {self.peak_m:.3f} m at {format_utc(self.peak_time)}"
+            if self.peak_m is not None and self.peak_time is not None
+            else "no accepted level"
+        )
+        states = ", ".join(
+            f"{name} {seconds / 3600:.1f} h"
+            for name, seconds in self.time_in_state.items()
+            if seconds > 0
+        )
         echoes = "; false echoes: " + ", ".join(self.false_echoes) if self.false_echoes else ""
-        return (f"replay: {self.rows} rows, {self.samples} samples ({self.accepted} accepted,"
-                f" {self.acquiring} acquiring, {self.no_reading} no reading,"
-                f" {self.implausible} implausible, {self.false_echo} false echo,"
-                f" {self.unconfirmed} unconfirmed, {self.withdrawn} withdrawn);"
-                f" skipped {self.blank} blank, {self.filtered_out} filtered out,"
-                f" {self.malformed} malformed, {self.bad_time} bad time,"
-                f" {self.out_of_order} out of order, {self.duplicate_time} duplicate time;"
-                f" {span}; {peak}; {self.events} events; siren on {self.siren_on_s / 3600:.2f} h;"
-                f" {states or 'no time in any state'}{echoes}")
+        return (
+            f"replay: {self.rows} rows, {self.samples} samples ({self.accepted} accepted,"
+            f" {self.acquiring} acquiring, {self.no_reading} no reading,"
+            f" {self.implausible} implausible, {self.false_echo} false echo,"
+            f" {self.unconfirmed} unconfirmed, {self.withdrawn} withdrawn);"
+            f" skipped {self.blank} blank, {self.filtered_out} filtered out,"
+            f" {self.malformed} malformed, {self.bad_time} bad time,"
+            f" {self.out_of_order} out of order, {self.duplicate_time} duplicate time;"
+            f" {span}; {peak}; {self.events} events; siren on {self.siren_on_s / 3600:.2f} h;"
+            f" {states or 'no time in any state'}{echoes}"
+        )
 
 
 @dataclass
 class Trace:
     """What a plot needs, kept only when one is asked for."""
+
     times: list[float] = field(default_factory=list)
     levels: list[float | None] = field(default_factory=list)
     smoothed: list[float | None] = field(default_factory=list)
     accepted: list[bool] = field(default_factory=list)
     reasons: list[str | None] = field(default_factory=list)
-    withdrawn: list[bool] = field(default_factory=list)   # filled in when the gate withdraws
+    withdrawn: list[bool] = field(default_factory=list)  # filled in when the gate withdraws
     warning: list[int] = field(default_factory=list)
     siren: list[bool] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
-    false_echoes: list[float] = field(default_factory=list)   # learned, as levels
+    false_echoes: list[float] = field(default_factory=list)  # learned, as levels
 
 
 # Numbers as loggers write them: ASCII digits, one sign, one decimal point, an exponent.
@@ -128,7 +149,7 @@ def parse_time(text: str) -> float | None:
         except ValueError:
             return None
         if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=dt.timezone.utc)
+            moment = moment.replace(tzinfo=dt.UTC)
         try:
             moment_s = moment.timestamp()
         except (OverflowError, ValueError):
@@ -140,8 +161,9 @@ def _open_text(path: Path) -> IO[str]:
     """The recording as text; `-` is standard input. Only regular files: a FIFO or a device
     would make replay wait or read for ever."""
     if str(path) == "-":
-        return io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig", errors="replace",
-                                newline="")
+        return io.TextIOWrapper(
+            sys.stdin.buffer, encoding="utf-8-sig", errors="replace", newline=""
+        )
     try:
         fd = open_regular(path)
     except UnreadableFile as error:
@@ -149,12 +171,14 @@ def _open_text(path: Path) -> IO[str]:
     handle = os.fdopen(fd, "rb")
     if handle.peek(2)[:2] in (b"\xff\xfe", b"\xfe\xff"):
         handle.close()
-        raise ReplayInputError(f"{path}: is UTF-16 text (Excel's \"Unicode Text\"); save it as"
-                               " \"CSV UTF-8\" and replay that")
+        raise ReplayInputError(
+            f'{path}: is UTF-16 text (Excel\'s "Unicode Text"); save it as'
+            ' "CSV UTF-8" and replay that'
+        )
     return io.TextIOWrapper(handle, encoding="utf-8-sig", errors="replace", newline="")
 
 
-def _csv_rows(handle: IO[str], path: Path, counts: "ReplayCounts") -> Iterator[list[str]]:
+def _csv_rows(handle: IO[str], path: Path, counts: ReplayCounts) -> Iterator[list[str]]:
     """csv.reader over the file, where a NUL byte, a field past the csv module's limit or a
     read error is a counted bad row or a one-line error, never a traceback."""
     reader = csv.reader(line.replace("\0", "") for line in handle)
@@ -167,8 +191,7 @@ def _csv_rows(handle: IO[str], path: Path, counts: "ReplayCounts") -> Iterator[l
             counts.rows += 1
             counts.malformed += 1
         except OSError as error:
-            raise ReplayInputError(f"{path}: cannot be read ({error.strerror or error})") \
-                from None
+            raise ReplayInputError(f"{path}: cannot be read ({error.strerror or error})") from None
 
 
 def _column(header: list[str], name: str, what: str, path: Path) -> int:
@@ -176,10 +199,12 @@ def _column(header: list[str], name: str, what: str, path: Path) -> int:
         return header.index(name)
     except ValueError:
         columns = ", ".join(repr(c) for c in header if c)
-        if len(columns) > 200:      # a binary file's "header": one line, not a screenful
+        if len(columns) > 200:  # a binary file's "header": one line, not a screenful
             columns = columns[:200] + ", ..."
-        raise ReplayInputError(f"{path}: no column {name!r} for the {what} (columns: {columns};"
-                               f" choose one with --{what}-column)") from None
+        raise ReplayInputError(
+            f"{path}: no column {name!r} for the {what} (columns: {columns};"
+            f" choose one with --{what}-column)"
+        ) from None
 
 
 class Replay:
@@ -206,8 +231,9 @@ class Replay:
             header = [name.strip() for name in header]
             time_index = _column(header, options.time_column, "time", path)
             value_index = _column(header, options.value_column, "value", path)
-            filters = [(_column(header, column, "where", path), wanted)
-                       for column, wanted in options.where]
+            filters = [
+                (_column(header, column, "where", path), wanted) for column, wanted in options.where
+            ]
             width = len(header)
             last_time: float | None = None
             for row in reader:
@@ -234,12 +260,20 @@ class Replay:
                 last_time = moment
                 yield moment, parse_value(row[value_index])
 
-    def run(self, path: Path, emit: Callable[[Event], None],
-            progress: Callable[[ReplayCounts], None] | None = None) -> ReplayCounts:
+    def run(
+        self,
+        path: Path,
+        emit: Callable[[Event], None],
+        progress: Callable[[ReplayCounts], None] | None = None,
+    ) -> ReplayCounts:
         return self.feed(self.rows(path), emit, progress)
 
-    def feed(self, rows: Iterable[tuple[float, float | None]], emit: Callable[[Event], None],
-             progress: Callable[[ReplayCounts], None] | None = None) -> ReplayCounts:
+    def feed(
+        self,
+        rows: Iterable[tuple[float, float | None]],
+        emit: Callable[[Event], None],
+        progress: Callable[[ReplayCounts], None] | None = None,
+    ) -> ReplayCounts:
         """Drive the pipeline and engine with (time, raw value or None) in time order."""
         counts = self.counts
         pipeline = self.pipeline
@@ -297,6 +331,7 @@ class Replay:
         if measurement.accepted:
             counts.accepted += 1
             level = measurement.smoothed_m
+            assert level is not None, "an accepted reading has a smoothed level"
             if counts.peak_m is None or level > counts.peak_m:
                 counts.peak_m, counts.peak_time = level, measurement.time
         elif measurement.reason == IMPLAUSIBLE:
@@ -328,6 +363,7 @@ class Replay:
     def _account_state(self, now: float, event: Event) -> None:
         """Time spent in each warning state (the threshold state lifted by the rate alarm)."""
         engine = self.engine
+        assert engine is not None, "events come from the engine"
         # The engine has already changed when the event is emitted; the span that ends now
         # belonged to the warning before it.
         previous = self._warning_name
@@ -357,8 +393,14 @@ def _mark_withdrawn(trace: Trace, since: float) -> None:
             trace.withdrawn[index] = True
 
 
-def run_replay(path: Path, config: Config, options: ReplayOptions, out: IO[str] = sys.stdout,
-               err: IO[str] = sys.stderr, plot_path: Path | None = None) -> ReplayCounts:
+def run_replay(
+    path: Path,
+    config: Config,
+    options: ReplayOptions,
+    out: IO[str] = sys.stdout,
+    err: IO[str] = sys.stderr,
+    plot_path: Path | None = None,
+) -> ReplayCounts:
     """The `gauge-agent replay` command: JSON lines to `out`, progress and summary to `err`."""
     replay = Replay(config, options, keep_trace=plot_path is not None)
     show_progress = getattr(err, "isatty", lambda: False)()
@@ -380,7 +422,7 @@ def run_replay(path: Path, config: Config, options: ReplayOptions, out: IO[str] 
     err.write(f"{counts.summary()}; {elapsed:.1f} s\n")
     if plot_path is not None:
         from agent.plot import plot_replay  # matplotlib only when a plot is asked for
+
         plot_replay(plot_path, config, replay.trace, counts, title=f"{path.name}")
         err.write(f"replay: plot written to {plot_path}\n")
     return counts
-

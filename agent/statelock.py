@@ -30,15 +30,16 @@ class StateLock:
         self.path = Path(directory) / LOCK_FILE_NAME
         self.fd: int | None = None
 
-    def acquire(self) -> "StateLock":
+    def acquire(self) -> StateLock:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o640)
         except OSError as error:
             # A read-only or full card: the outbox will wait for it too. Running unlocked is
             # better than not running the siren.
-            log.warning("cannot take the lock %s (%s); going on without it", self.path,
-                        error.strerror)
+            log.warning(
+                "cannot take the lock %s (%s); going on without it", self.path, error.strerror
+            )
             return self
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -50,7 +51,8 @@ class StateLock:
             raise StateDirectoryBusy(
                 f"another gauge-agent (pid {holder}) is running on {self.path.parent}; stop it"
                 " first (sudo systemctl stop gauge-agent), or give this one another"
-                " storage.state_dir") from None
+                " storage.state_dir"
+            ) from None
         self.fd = fd
         try:
             os.ftruncate(fd, 0)
@@ -58,11 +60,12 @@ class StateLock:
         except OSError as error:
             # A full card: the lock itself holds (it lives in the kernel); only the holder's
             # pid, which serves the second daemon's message, could not be written.
-            log.warning("took the lock %s but cannot write the pid into it (%s)", self.path,
-                        error.strerror)
+            log.warning(
+                "took the lock %s but cannot write the pid into it (%s)", self.path, error.strerror
+            )
         return self
 
     def release(self) -> None:
         if self.fd is not None:
-            os.close(self.fd)   # closing drops the flock
+            os.close(self.fd)  # closing drops the flock
             self.fd = None

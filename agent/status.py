@@ -37,8 +37,11 @@ class StatusWriter:
             os.replace(temporary, self.path)
         except OSError as error:
             if not self._failing:
-                log.warning("status not written to %s: %s (sampling goes on)", self.path,
-                            error.strerror or error)
+                log.warning(
+                    "status not written to %s: %s (sampling goes on)",
+                    self.path,
+                    error.strerror or error,
+                )
             self._failing = True
             return
         if self._failing:
@@ -54,15 +57,18 @@ def read_status(config: Config) -> dict:
         status = json.loads(read_small_file(path).decode("utf-8"))
     except UnreadableFile as error:
         if "no such file" in str(error):
-            raise StatusUnavailable(f"no status at {path}: is the daemon running?"
-                                    " (systemctl status gauge-agent)") from None
+            raise StatusUnavailable(
+                f"no status at {path}: is the daemon running? (systemctl status gauge-agent)"
+            ) from None
         raise StatusUnavailable(str(error)) from None
-    except (ValueError, RecursionError) as error:     # UnicodeDecodeError is a ValueError
-        raise StatusUnavailable(f"{path} is damaged ({str(error)[:100]}); the daemon rewrites"
-                                " it every sample") from None
+    except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
+        raise StatusUnavailable(
+            f"{path} is damaged ({str(error)[:100]}); the daemon rewrites it every sample"
+        ) from None
     if not isinstance(status, dict):
-        raise StatusUnavailable(f"{path} is damaged (not a JSON object); the daemon rewrites"
-                                " it every sample")
+        raise StatusUnavailable(
+            f"{path} is damaged (not a JSON object); the daemon rewrites it every sample"
+        )
     return status
 
 
@@ -101,16 +107,23 @@ def one_line(status: dict, now: float) -> str:
     siren = _table(status, "siren")
     faults = status.get("faults")
     faults = ",".join(str(f) for f in faults) if isinstance(faults, list) and faults else "none"
-    freshness = "" if is_fresh(status, now) else (
-        "  [STOPPED]" if status.get("running") is not True
-        else f"  [STALE {age_s(status, now):.0f} s]")
-    siren_text = _text(siren, "pattern") + (" (silenced)" if siren.get("silenced") is True
-                                            else "")
-    return (f"{_text(status, 'updated')}  {_text(status, 'station')}  level "
-            f"{'---' if level is None else f'{level:6.3f} m'}  rate "
-            f"{'---' if rate is None else f'{rate:+.3f} m/h'}  state"
-            f" {_text(status, 'state').upper()}  warning {_text(status, 'warning').upper()}"
-            f"  siren {siren_text}  faults {faults}{_upstream_text(status, now)}{freshness}")
+    freshness = (
+        ""
+        if is_fresh(status, now)
+        else (
+            "  [STOPPED]"
+            if status.get("running") is not True
+            else f"  [STALE {age_s(status, now):.0f} s]"
+        )
+    )
+    siren_text = _text(siren, "pattern") + (" (silenced)" if siren.get("silenced") is True else "")
+    return (
+        f"{_text(status, 'updated')}  {_text(status, 'station')}  level "
+        f"{'---' if level is None else f'{level:6.3f} m'}  rate "
+        f"{'---' if rate is None else f'{rate:+.3f} m/h'}  state"
+        f" {_text(status, 'state').upper()}  warning {_text(status, 'warning').upper()}"
+        f"  siren {siren_text}  faults {faults}{_upstream_text(status, now)}{freshness}"
+    )
 
 
 def _upstream_text(status: dict, now: float) -> str:
@@ -141,14 +154,15 @@ def show_status(config: Config, as_json: bool = False, watch: float | None = Non
     try:
         while True:
             try:
-                status = read_status(config)
+                latest = read_status(config)
             except StatusUnavailable as error:
                 print(f"waiting: {error}", file=sys.stderr)
-                status = None
-            if status is not None and status.get("updated_epoch") != last_seen:
-                last_seen = status.get("updated_epoch")
-                print(json.dumps(status) if as_json else one_line(status, time.time()), flush=True)
-                if not status.get("running", False):
+                time.sleep(watch)
+                continue
+            if latest.get("updated_epoch") != last_seen:
+                last_seen = latest.get("updated_epoch")
+                print(json.dumps(latest) if as_json else one_line(latest, time.time()), flush=True)
+                if not latest.get("running", False):
                     return 1
             time.sleep(watch)
     except KeyboardInterrupt:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 log = logging.getLogger("gauge-agent")
 
@@ -33,8 +33,9 @@ class ThreadHealth:
             first = self._failing.get(thread) != reason
             self._failing[thread] = reason
         if first:
-            log.error("%s: unexpected %s; carrying on with a back-off", thread, reason,
-                      exc_info=error)
+            log.error(
+                "%s: unexpected %s; carrying on with a back-off", thread, reason, exc_info=error
+            )
 
     def recovered(self, thread: str) -> bool:
         """True if it had been failing."""
@@ -56,8 +57,14 @@ class LoopThread:
     exception is reported to `health` and the loop waits 1 s, 2 s, 4 s ... up to 60 s before
     the next step, so a fault that repeats does not spin or flood the journal."""
 
-    def __init__(self, name: str, step: Callable[[], None], health: ThreadHealth,
-                 stopping: threading.Event, backoff_max_s: float = BACKOFF_MAX_S):
+    def __init__(
+        self,
+        name: str,
+        step: Callable[[], None],
+        health: ThreadHealth,
+        stopping: threading.Event,
+        backoff_max_s: float = BACKOFF_MAX_S,
+    ):
         self.name = name
         self.step = step
         self.health = health
@@ -92,7 +99,7 @@ class LoopThread:
         while not self.stopping.is_set():
             try:
                 self.step()
-            except Exception as error:  # noqa: BLE001 - this is the supervisor
+            except Exception as error:
                 self.health.failed(self.name, error)
                 self.stopping.wait(backoff)
                 backoff = min(backoff * 2, self.backoff_max_s)

@@ -8,30 +8,37 @@ from __future__ import annotations
 import json
 import math
 
-from agent.alarm import format_utc
 from agent.outbox import Record
+from agent.units import format_utc
 
 NATIVE_CONTENT_TYPE = "application/json"
 INFLUX_CONTENT_TYPE = "text/plain; charset=utf-8"
-MEASUREMENTS = {"reading": "gauge_reading", "event": "gauge_event",
-                "heartbeat": "gauge_heartbeat"}
+MEASUREMENTS = {"reading": "gauge_reading", "event": "gauge_event", "heartbeat": "gauge_heartbeat"}
 EVENT_TAGS = ("kind", "fault")  # two events at one instant must not share a series
 
 
 def native_record(record: Record) -> dict:
-    return {"seq": record.seq, "type": record.type, "time": format_utc(record.time),
-            **record.body}
+    return {"seq": record.seq, "type": record.type, "time": format_utc(record.time), **record.body}
 
 
 def encode_native(station: str, epoch: str, records: list[Record]) -> bytes:
-    body = {"station": station, "epoch": epoch,
-            "records": [native_record(record) for record in records]}
+    body = {
+        "station": station,
+        "epoch": epoch,
+        "records": [native_record(record) for record in records],
+    }
     return json.dumps(body, separators=(",", ":"), allow_nan=False).encode("utf-8")
 
 
 def _escape_tag(value: str) -> str:
-    return (str(value).replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=")
-            .replace(" ", "\\ ").replace("\n", "\\n"))
+    return (
+        str(value)
+        .replace("\\", "\\\\")
+        .replace(",", "\\,")
+        .replace("=", "\\=")
+        .replace(" ", "\\ ")
+        .replace("\n", "\\n")
+    )
 
 
 def _field(value) -> str | None:
@@ -65,8 +72,10 @@ def influx_line(station: str, record: Record) -> str:
         encoded = _field(value)
         if encoded is not None:
             field_parts.append(f"{_escape_tag(key)}={encoded}")
-    return (f"{MEASUREMENTS[record.type]},{tag_text} {','.join(field_parts)}"
-            f" {int(round(record.time * 1e9))}")
+    return (
+        f"{MEASUREMENTS[record.type]},{tag_text} {','.join(field_parts)}"
+        f" {int(round(record.time * 1e9))}"
+    )
 
 
 def encode_influx(station: str, records: list[Record]) -> bytes:

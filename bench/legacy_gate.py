@@ -20,8 +20,17 @@ class LegacyPlausibilityGate:
       readings are needed, so a spike at start-up is not taken as the water.
     """
 
-    __slots__ = ("rate_per_s", "noise_m", "acquire_samples", "anchor_m", "anchor_t",
-                 "track_m", "track_t", "acquiring", "disagreed")
+    __slots__ = (
+        "rate_per_s",
+        "noise_m",
+        "acquire_samples",
+        "anchor_m",
+        "anchor_t",
+        "track_m",
+        "track_t",
+        "acquiring",
+        "disagreed",
+    )
 
     def __init__(self, max_rate_m_per_min: float, noise_m: float, acquire_samples: int):
         self.rate_per_s = max_rate_m_per_min / 60.0
@@ -72,5 +81,3 @@ class LegacyPlausibilityGate:
         self.anchor_m, self.anchor_t = level, now
         recent.clear()
         return True
-
-

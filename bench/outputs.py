@@ -44,6 +44,7 @@ def _per_second(run, seconds: float) -> float:
 
 def _daemon(config):
     from gpiozero.pins.mock import MockFactory
+
     outputs = GpioOutputs(config.outputs, pin_factory=MockFactory())
     daemon = Daemon(config, SimulatedSensor(config), outputs.apply, warning_file=None)
     return daemon, outputs
@@ -80,8 +81,11 @@ def bench_idle_cpu(seconds: float = 5.0) -> dict:
     def blocked(stop):
         stop.wait()
 
-    result = {"ours": _per_second(ours, seconds), "old": _per_second(old_tick, seconds),
-              "floor": _per_second(blocked, seconds)}
+    result = {
+        "ours": _per_second(ours, seconds),
+        "old": _per_second(old_tick, seconds),
+        "floor": _per_second(blocked, seconds),
+    }
     outputs.close()
     return result
 
@@ -96,23 +100,27 @@ def bench_siren_latency(alarms: int = 200) -> dict:
         real_apply(frame)
         if frame.siren:
             siren_on.set()
+
     daemon.apply_outputs = apply
     daemon.output_thread.start()
     latencies = []
     for _ in range(alarms):
         siren_on.clear()
         decided = time.perf_counter()
-        daemon.annunciator.set_alarm(time.monotonic(), 3, [])        # awas: continuous
+        daemon.annunciator.set_alarm(time.monotonic(), 3, [])  # awas: continuous
         siren_on.wait(2.0)
         latencies.append((time.perf_counter() - decided) * 1000)
         daemon.annunciator.set_alarm(time.monotonic(), 0, [])
-        time.sleep(0.013)      # a little while in Normal; not in step with anything
+        time.sleep(0.013)  # a little while in Normal; not in step with anything
     daemon.outputs_stop.set()
     daemon.annunciator.changed.set()
     daemon.output_thread.join(2)
     outputs.close()
     latencies.sort()
-    return {"p50_ms": statistics.median(latencies),
-            "p99_ms": latencies[int(len(latencies) * 0.99) - 1],
-            # The old thread rendered every 50 ms: on average half a tick late, at worst a tick.
-            "old_p50_ms": OLD_TICK_S * 1000 / 2, "old_p99_ms": OLD_TICK_S * 1000 * 0.99}
+    return {
+        "p50_ms": statistics.median(latencies),
+        "p99_ms": latencies[int(len(latencies) * 0.99) - 1],
+        # The old thread rendered every 50 ms: on average half a tick late, at worst a tick.
+        "old_p50_ms": OLD_TICK_S * 1000 / 2,
+        "old_p99_ms": OLD_TICK_S * 1000 * 0.99,
+    }

@@ -70,19 +70,27 @@ def timed(function) -> float:
     return time.perf_counter() - started
 
 
-def emit(name: str, value: float, unit: str, baseline_name: str, baseline: float,
-         **extra) -> None:
-    print(json.dumps({"metric": name, "value": round(value, 3), "unit": unit,
-                      "baseline": baseline_name, "baseline_value": round(baseline, 3),
-                      "ratio": round(value / baseline, 3) if baseline else None, **extra}),
-          flush=True)
+def emit(name: str, value: float, unit: str, baseline_name: str, baseline: float, **extra) -> None:
+    print(
+        json.dumps(
+            {
+                "metric": name,
+                "value": round(value, 3),
+                "unit": unit,
+                "baseline": baseline_name,
+                "baseline_value": round(baseline, 3),
+                "ratio": round(value / baseline, 3) if baseline else None,
+                **extra,
+            }
+        ),
+        flush=True,
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--samples", type=int, default=SAMPLES)
-    parser.add_argument("--only", choices=["pipeline", "storage", "gate", "outputs"],
-                        default=None)
+    parser.add_argument("--only", choices=["pipeline", "storage", "gate", "outputs"], default=None)
     parser.add_argument("--outbox-rows", type=int, default=1_000_000)
     args = parser.parse_args()
     if args.only == "gate":
@@ -94,74 +102,163 @@ def main() -> None:
     if args.only in (None, "storage"):
         bench_storage(args)
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"metric": "peak_rss_mb", "value": round(peak_kb / 1024, 1), "unit": "MB",
-                      "baseline": "python_startup_rss_mb",
-                      "baseline_value": round(STARTUP_RSS_KB / 1024, 1),
-                      "ratio": round(peak_kb / STARTUP_RSS_KB, 2)}), flush=True)
+    print(
+        json.dumps(
+            {
+                "metric": "peak_rss_mb",
+                "value": round(peak_kb / 1024, 1),
+                "unit": "MB",
+                "baseline": "python_startup_rss_mb",
+                "baseline_value": round(STARTUP_RSS_KB / 1024, 1),
+                "ratio": round(peak_kb / STARTUP_RSS_KB, 2),
+            }
+        ),
+        flush=True,
+    )
 
 
 def bench_outputs() -> None:
     from bench.outputs import bench_idle_cpu, bench_siren_latency
+
     idle = bench_idle_cpu()
-    emit("idle_output_cpu_ms_per_s", idle["ours"], "ms/s", "python_blocked_on_an_event_ms_per_s",
-         idle["floor"])
-    emit("idle_output_cpu_ms_per_s_vs_50ms_tick", idle["ours"], "ms/s",
-         "old_50ms_tick_ms_per_s", idle["old"])
+    emit(
+        "idle_output_cpu_ms_per_s",
+        idle["ours"],
+        "ms/s",
+        "python_blocked_on_an_event_ms_per_s",
+        idle["floor"],
+    )
+    emit(
+        "idle_output_cpu_ms_per_s_vs_50ms_tick",
+        idle["ours"],
+        "ms/s",
+        "old_50ms_tick_ms_per_s",
+        idle["old"],
+    )
     latency = bench_siren_latency()
-    emit("siren_latency_p50_ms", latency["p50_ms"], "ms", "old_50ms_tick_p50_ms",
-         latency["old_p50_ms"])
-    emit("siren_latency_p99_ms", latency["p99_ms"], "ms", "old_50ms_tick_p99_ms",
-         latency["old_p99_ms"], target_ms=10.0)
+    emit(
+        "siren_latency_p50_ms",
+        latency["p50_ms"],
+        "ms",
+        "old_50ms_tick_p50_ms",
+        latency["old_p50_ms"],
+    )
+    emit(
+        "siren_latency_p99_ms",
+        latency["p99_ms"],
+        "ms",
+        "old_50ms_tick_p99_ms",
+        latency["old_p99_ms"],
+        target_ms=10.0,
+    )
 
 
 def bench_storage(args) -> None:
-    from bench.storage import (bench_dequeue, bench_drain, bench_enqueue, bench_reopen,
-                               upload_cost)
+    from bench.storage import bench_dequeue, bench_drain, bench_enqueue, bench_reopen, upload_cost
+
     enqueue = bench_enqueue(1000)
-    emit("enqueue_us_per_durable_reading", enqueue["ours_us"], "us",
-         "persist_queue_SQLiteAckQueue_put_us", enqueue["peer_us"])
-    emit("enqueue_us_on_the_sampling_thread", enqueue["submit_us"], "us",
-         "persist_queue_SQLiteAckQueue_put_us", enqueue["peer_us"])
-    emit("bytes_written_per_durable_reading", enqueue["ours_bytes"], "bytes",
-         "persist_queue_bytes_per_put", enqueue["peer_bytes"])
+    emit(
+        "enqueue_us_per_durable_reading",
+        enqueue["ours_us"],
+        "us",
+        "persist_queue_SQLiteAckQueue_put_us",
+        enqueue["peer_us"],
+    )
+    emit(
+        "enqueue_us_on_the_sampling_thread",
+        enqueue["submit_us"],
+        "us",
+        "persist_queue_SQLiteAckQueue_put_us",
+        enqueue["peer_us"],
+    )
+    emit(
+        "bytes_written_per_durable_reading",
+        enqueue["ours_bytes"],
+        "bytes",
+        "persist_queue_bytes_per_put",
+        enqueue["peer_bytes"],
+    )
     store_only, each, batched = upload_cost(0), upload_cost(1), upload_cost(6)
-    emit("bytes_written_per_reading_uploading_in_calm_batches", batched["bytes"], "bytes",
-         "store_only_bytes_per_reading", store_only["bytes"], target_bytes=8192)
-    emit("bytes_written_per_reading_uploading_each_at_once", each["bytes"], "bytes",
-         "store_only_bytes_per_reading", store_only["bytes"])
-    emit("cpu_us_per_reading_uploading_in_calm_batches", batched["cpu_us"], "us",
-         "store_only_cpu_us_per_reading", store_only["cpu_us"], target_ratio=1.5)
+    emit(
+        "bytes_written_per_reading_uploading_in_calm_batches",
+        batched["bytes"],
+        "bytes",
+        "store_only_bytes_per_reading",
+        store_only["bytes"],
+        target_bytes=8192,
+    )
+    emit(
+        "bytes_written_per_reading_uploading_each_at_once",
+        each["bytes"],
+        "bytes",
+        "store_only_bytes_per_reading",
+        store_only["bytes"],
+    )
+    emit(
+        "cpu_us_per_reading_uploading_in_calm_batches",
+        batched["cpu_us"],
+        "us",
+        "store_only_cpu_us_per_reading",
+        store_only["cpu_us"],
+        target_ratio=1.5,
+    )
     dequeue = bench_dequeue(args.outbox_rows)
-    emit("dequeue_batch_500_ms_at_1M_rows", dequeue["big_ms"], "ms",
-         "dequeue_batch_500_ms_nearly_empty", dequeue["small_ms"], rows=args.outbox_rows)
+    emit(
+        "dequeue_batch_500_ms_at_1M_rows",
+        dequeue["big_ms"],
+        "ms",
+        "dequeue_batch_500_ms_nearly_empty",
+        dequeue["small_ms"],
+        rows=args.outbox_rows,
+    )
     reopen = bench_reopen(args.outbox_rows)
-    emit("outbox_open_ms_at_1M_rows", reopen["big_open_ms"], "ms", "outbox_open_ms_empty",
-         reopen["empty_open_ms"], rows=args.outbox_rows, target_ratio=10.0,
-         queue_counted_after_ms=round(reopen["big_counted_ms"], 1))
+    emit(
+        "outbox_open_ms_at_1M_rows",
+        reopen["big_open_ms"],
+        "ms",
+        "outbox_open_ms_empty",
+        reopen["empty_open_ms"],
+        rows=args.outbox_rows,
+        target_ratio=10.0,
+        queue_counted_after_ms=round(reopen["big_counted_ms"], 1),
+    )
     drain = bench_drain(20000)
-    emit("drain_readings_per_s", drain["readings_per_s"], "readings/s",
-         "target_readings_per_s", 5000.0, readings=20000)
+    emit(
+        "drain_readings_per_s",
+        drain["readings_per_s"],
+        "readings/s",
+        "target_readings_per_s",
+        5000.0,
+        readings=20000,
+    )
 
 
 def bench_gate(config, series) -> None:
     """The gate alone, old and new, on the same valid readings (levels), plus the object-heavy
     street recording where the new gate does the most work, if it is here."""
-    from bench.legacy_gate import LegacyPlausibilityGate
     from agent.gate import PlausibilityGate
+    from bench.legacy_gate import LegacyPlausibilityGate
+
     settings = config.filter
     levels = [(t, 10.40 - value) for t, value in series if value is not None]
 
     def run_new(readings):
-        gate = PlausibilityGate(settings.max_rate_m_per_min, settings.noise_m,
-                                settings.acquire_samples, settings.confirm_samples, True)
+        gate = PlausibilityGate(
+            settings.max_rate_m_per_min,
+            settings.noise_m,
+            settings.acquire_samples,
+            settings.confirm_samples,
+            True,
+        )
         note, judge = gate.note_sample, gate.judge
         for t, level in readings:
             note(t)
             judge(t, level)
 
     def run_old(readings):
-        gate = LegacyPlausibilityGate(settings.max_rate_m_per_min, settings.noise_m,
-                                      settings.acquire_samples)
+        gate = LegacyPlausibilityGate(
+            settings.max_rate_m_per_min, settings.noise_m, settings.acquire_samples
+        )
         judge = gate.judge
         for t, level in readings:
             judge(t, level)
@@ -171,20 +268,33 @@ def bench_gate(config, series) -> None:
             continue
         new_s = min(timed(lambda: run_new(readings)) for _ in range(3))
         old_s = min(timed(lambda: run_old(readings)) for _ in range(3))
-        emit(f"gate_us_per_sample_{name}", new_s / len(readings) * 1e6, "us",
-             "legacy_gate_us_per_sample", old_s / len(readings) * 1e6, samples=len(readings))
+        emit(
+            f"gate_us_per_sample_{name}",
+            new_s / len(readings) * 1e6,
+            "us",
+            "legacy_gate_us_per_sample",
+            old_s / len(readings) * 1e6,
+            samples=len(readings),
+        )
 
 
 def _star_bee_levels() -> list[tuple[float, float]]:
     """duly_star_bee as levels (street at 2507 mm), repeated to 100k readings; [] if absent."""
     import datetime as dt
-    path = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / \
-        "floodnet_duly_star_bee.csv"
+
+    path = (
+        Path(__file__).resolve().parent.parent.parent
+        / "shared"
+        / "data"
+        / "floodnet_duly_star_bee.csv"
+    )
     if not path.exists():
         return []
     with open(path, newline="") as handle:
-        rows = [(dt.datetime.fromisoformat(r["time"]).timestamp(), int(r["dist_mm"]))
-                for r in csv.DictReader(handle)]
+        rows = [
+            (dt.datetime.fromisoformat(r["time"]).timestamp(), int(r["dist_mm"]))
+            for r in csv.DictReader(handle)
+        ]
     one = [(t, 2.507 - d / 1000) for t, d in rows if d not in (9999, 5000, 300, 500)]
     span = one[-1][0] - one[0][0] + 60.0
     repeated = []
@@ -195,9 +305,17 @@ def _star_bee_levels() -> list[tuple[float, float]]:
 
 
 def _bench_config():
-    return build_config({"alarm": {"levels": [{"name": "waspada", "above_m": 7.5},
-                                              {"name": "siaga", "above_m": 7.9},
-                                              {"name": "awas", "above_m": 8.5}]}})
+    return build_config(
+        {
+            "alarm": {
+                "levels": [
+                    {"name": "waspada", "above_m": 7.5},
+                    {"name": "siaga", "above_m": 7.9},
+                    {"name": "awas", "above_m": 8.5},
+                ]
+            }
+        }
+    )
 
 
 def bench_pipeline(args) -> None:
@@ -216,13 +334,20 @@ def bench_pipeline(args) -> None:
     def empty_loop():
         def nothing(t, value, reason):
             return None
+
         for t, value in series:
             nothing(t, value, None)
 
     loop_s = timed(pipeline_loop)
     empty_s = timed(empty_loop)
-    emit("pipeline_engine_us_per_sample", loop_s / len(series) * 1e6, "us",
-         "empty_loop_us_per_sample", empty_s / len(series) * 1e6, samples=len(series))
+    emit(
+        "pipeline_engine_us_per_sample",
+        loop_s / len(series) * 1e6,
+        "us",
+        "empty_loop_us_per_sample",
+        empty_s / len(series) * 1e6,
+        samples=len(series),
+    )
     bench_gate(config, series)
 
     # 2. Replay throughput from a CSV file, JSON events written to a buffer. Baseline: reading
@@ -230,8 +355,9 @@ def bench_pipeline(args) -> None:
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / "year.csv"
         write_csv(path, series)
-        options = ReplayOptions(time_column="time", value_column="distance_m",
-                                value_kind="distance", unit="m")
+        options = ReplayOptions(
+            time_column="time", value_column="distance_m", value_kind="distance", unit="m"
+        )
         out, err = io.StringIO(), io.StringIO()
         replay_s = timed(lambda: run_replay(path, config, options, out=out, err=err))
 
@@ -239,13 +365,21 @@ def bench_pipeline(args) -> None:
             with open(path, newline="") as handle:
                 for _ in csv.reader(handle):
                     pass
+
         csv_s = timed(csv_only)
         size_mb = os.path.getsize(path) / 1e6
     rate = len(series) / replay_s
-    emit("replay_samples_per_s", rate, "samples/s", "csv_read_rows_per_s", len(series) / csv_s,
-         samples=len(series), file_mb=round(size_mb, 1),
-         year_of_10s_samples_s=round(YEAR_OF_10S_SAMPLES / rate, 1),
-         events=out.getvalue().count("\n"))
+    emit(
+        "replay_samples_per_s",
+        rate,
+        "samples/s",
+        "csv_read_rows_per_s",
+        len(series) / csv_s,
+        samples=len(series),
+        file_mb=round(size_mb, 1),
+        year_of_10s_samples_s=round(YEAR_OF_10S_SAMPLES / rate, 1),
+        events=out.getvalue().count("\n"),
+    )
 
 
 if __name__ == "__main__":

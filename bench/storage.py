@@ -24,8 +24,17 @@ from agent.config import UplinkConfig
 from agent.outbox import READING, Outbox
 from agent.uplink import Uploader
 
-BODY = {"level_m": 7.5123, "reading_m": 7.514, "raw": 288.6, "raw_unit": "cm", "ok": True,
-        "reason": None, "state": "waspada", "warning": "waspada", "rate_m_per_h": 0.0123}
+BODY = {
+    "level_m": 7.5123,
+    "reading_m": 7.514,
+    "raw": 288.6,
+    "raw_unit": "cm",
+    "ok": True,
+    "reason": None,
+    "state": "waspada",
+    "warning": "waspada",
+    "rate_m_per_h": 0.0123,
+}
 
 
 def written_bytes() -> int:
@@ -74,18 +83,21 @@ def upload_cost(readings_per_delivery: int, rounds: int = 60) -> dict:
                 batch = box.next_batch(500)
                 box.ack([record.seq for record in batch], batch[0].epoch)
         count = rounds * per_round
-        result = {"bytes": (written_bytes() - before) / count,
-                  "cpu_us": (time.process_time() - cpu) / count * 1e6}
+        result = {
+            "bytes": (written_bytes() - before) / count,
+            "cpu_us": (time.process_time() - cpu) / count * 1e6,
+        }
         box.close()
     return result
 
 
 def _peer(count: int) -> tuple[float, float]:
     from persistqueue import SQLiteAckQueue
+
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as directory:
         queue = SQLiteAckQueue(directory, multithreading=True, auto_commit=True)
         for connection in (queue._conn, queue._putter, queue._getter):
-            connection.execute("PRAGMA synchronous=FULL")   # the same durability as ours
+            connection.execute("PRAGMA synchronous=FULL")  # the same durability as ours
         queue.put({"time": time.time(), **BODY})
         before, started = written_bytes(), time.perf_counter()
         for _ in range(count):
@@ -103,8 +115,13 @@ def bench_enqueue(count: int, rounds: int = 3) -> dict:
         peers.append(_peer(count))
     best_ours = min(ours)
     best_peer = min(peers)
-    return {"ours_us": best_ours[0], "ours_bytes": best_ours[1], "submit_us": best_ours[2],
-            "peer_us": best_peer[0], "peer_bytes": best_peer[1]}
+    return {
+        "ours_us": best_ours[0],
+        "ours_bytes": best_ours[1],
+        "submit_us": best_ours[2],
+        "peer_us": best_peer[0],
+        "peer_bytes": best_peer[1],
+    }
 
 
 def _filled_outbox(path: Path, rows: int) -> None:
@@ -114,8 +131,10 @@ def _filled_outbox(path: Path, rows: int) -> None:
     body = __import__("json").dumps(BODY)
     start = 1.7e9
     with connection:
-        connection.executemany("INSERT INTO readings VALUES (?, 'reading', ?, ?)",
-                               ((seq, start + 10 * seq, body) for seq in range(1, rows + 1)))
+        connection.executemany(
+            "INSERT INTO readings VALUES (?, 'reading', ?, ?)",
+            ((seq, start + 10 * seq, body) for seq in range(1, rows + 1)),
+        )
     connection.close()
 
 
@@ -155,8 +174,11 @@ def bench_reopen(big_rows: int, rounds: int = 5) -> dict:
                 assert box.stats()["depth"] == rows
                 box.close()
             results[label] = (min(opened) * 1000, min(counted) * 1000)
-    return {"empty_open_ms": results["empty"][0], "big_open_ms": results["big"][0],
-            "big_counted_ms": results["big"][1]}
+    return {
+        "empty_open_ms": results["empty"][0],
+        "big_open_ms": results["big"][0],
+        "big_counted_ms": results["big"][1],
+    }
 
 
 def bench_drain(count: int) -> dict:
@@ -168,18 +190,30 @@ def bench_drain(count: int) -> dict:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
         receiver = subprocess.Popen(
-            [sys.executable, "-m", "agent.receiver", "--port", str(port), "--db",
-             str(directory / "receiver.sqlite"), "--token-file",
-             str(directory / "receiver-tokens")],
-            stderr=subprocess.DEVNULL)
+            [
+                sys.executable,
+                "-m",
+                "agent.receiver",
+                "--port",
+                str(port),
+                "--db",
+                str(directory / "receiver.sqlite"),
+                "--token-file",
+                str(directory / "receiver-tokens"),
+            ],
+            stderr=subprocess.DEVNULL,
+        )
         try:
             time.sleep(1.0)
             box = Outbox(directory / "outbox.sqlite")
             for i in range(count):
                 box.submit(READING, 1.7e9 + 10 * i, BODY)
             box.flush(timeout=120)
-            config = UplinkConfig(url=f"http://127.0.0.1:{port}/ingest",
-                                  token_file=str(directory / "token"), batch_max=500)
+            config = UplinkConfig(
+                url=f"http://127.0.0.1:{port}/ingest",
+                token_file=str(directory / "token"),
+                batch_max=500,
+            )
             uploader = Uploader(box, config, "bench-01")
             started = time.perf_counter()
             uploader.start()

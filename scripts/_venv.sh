@@ -10,7 +10,7 @@ fi
 stamp="$venv/.installed-$(sha256sum "$root/pyproject.toml" | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip >/dev/null
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$root[test,plot,bench]"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$root[test,plot,bench,check]"
     rm -f "$venv"/.installed-*
     touch "$stamp"
 fi

@@ -30,8 +30,10 @@ def pytest_collection_modifyitems(config, items):
     and say so (they are never counted as passed)."""
     if _on_a_raspberry_pi():
         return
-    skip = pytest.mark.skip(reason="hardware test: needs a Raspberry Pi with the gauge wired"
-                                   " (/proc/device-tree/model names none here)")
+    skip = pytest.mark.skip(
+        reason="hardware test: needs a Raspberry Pi with the gauge wired"
+        " (/proc/device-tree/model names none here)"
+    )
     for item in items:
         if "hardware" in item.keywords:
             item.add_marker(skip)
@@ -42,17 +44,24 @@ def config_from(data: dict | None = None) -> Config:
     return build_config(data or {})
 
 
-def run_cli(*args: str, timeout: float = 60, env: dict | None = None,
-            cwd: Path | None = None) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, timeout: float = 60, env: dict | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess:
     """The real command line in a child process, as a user would run it."""
-    return subprocess.run([sys.executable, "-m", "agent", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=cwd or ROOT,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "agent", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd or ROOT,
+        env={**os.environ, **(env or {})},
+    )
 
 
 @pytest.fixture
 def mock_factory():
     from gpiozero.pins.mock import MockFactory
+
     factory = MockFactory()
     yield factory
     factory.close()
@@ -63,9 +72,22 @@ def wheelhouse(tmp_path_factory) -> Path:
     """gauge-agent's wheel, built from this tree exactly as `pip install .` builds it, and the
     wheels of everything it needs (no sensor extras: the simulated sensor needs none)."""
     directory = tmp_path_factory.mktemp("wheelhouse")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check",
-                    "--wheel-dir", str(directory), str(ROOT)], check=True, timeout=600,
-                   capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--wheel-dir",
+            str(directory),
+            str(ROOT),
+        ],
+        check=True,
+        timeout=600,
+        capture_output=True,
+    )
     return directory
 
 
@@ -102,8 +124,8 @@ stale_after_s = 5
 window_s = {1800 / FAST:.3f}
 rise_m_per_h = {0.05 * FAST}
 [storage]
-state_dir = "{tmp_path / 'state'}"
-runtime_dir = "{tmp_path / 'run'}"
+state_dir = "{tmp_path / "state"}"
+runtime_dir = "{tmp_path / "run"}"
 """
 
 
@@ -111,10 +133,13 @@ runtime_dir = "{tmp_path / 'run'}"
 def running_daemon(config: Path, *args: str, env: dict | None = None, stderr=subprocess.PIPE):
     """`gauge-agent run --config CONFIG [args]` as a child process that is always killed when
     the test ends, whatever happened. Outputs use gpiozero's mock pins (no GPIO here)."""
-    process = subprocess.Popen([sys.executable, "-m", "agent", "run", "--config", str(config),
-                                *args], cwd=ROOT, stderr=stderr, text=True,
-                               env=env if env is not None else {**os.environ,
-                                                                "GPIOZERO_PIN_FACTORY": "mock"})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "agent", "run", "--config", str(config), *args],
+        cwd=ROOT,
+        stderr=stderr,
+        text=True,
+        env=env if env is not None else {**os.environ, "GPIOZERO_PIN_FACTORY": "mock"},
+    )
     try:
         yield process
     finally:
@@ -140,7 +165,25 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def wait_for(predicate, timeout: float, what: str, poll_s: float = 0.05):
+class FakeClock:
+    """Time that moves only when the test moves it (`clock.now = ...`, `advance`). Passed where
+    the code takes a `clock` callable; `sleep` records what the code asked for and returns."""
+
+    def __init__(self, now: float = 0.0) -> None:
+        self.now = now
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+
+
+def wait_for(predicate, timeout: float = 15.0, what: str = "the condition", poll_s: float = 0.05):
     """Poll `predicate` until it is true; fail naming `what` after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -37,13 +37,13 @@ class Transducer:
         self.echo_pin = echo_pin
         self.distance_m = 3.0
         self.temperature_c = 30.0
-        self.echoes = True          # False: nothing comes back (no target, absorbed)
+        self.echoes = True  # False: nothing comes back (no target, absorbed)
         self.pulse: tuple[float, float] | None = None
         self.trigger_times: list[float] = []
         self.trigger_high = False
 
     def set_trigger(self, high: bool) -> None:
-        if self.trigger_high and not high:   # the falling edge starts a ping
+        if self.trigger_high and not high:  # the falling edge starts a ping
             now = self.clock.now
             self.trigger_times.append(now)
             if self.echoes:

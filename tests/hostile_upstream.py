@@ -75,28 +75,35 @@ def answer(status_line: str, headers: dict | None = None, body: bytes = b""):
         lines = [f"HTTP/1.1 {status_line}", f"Content-Length: {len(body)}", "Connection: close"]
         lines += [f"{key}: {value}" for key, value in (headers or {}).items()]
         connection.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+
     return behaviour
 
 
 def huge_body(status_line: str = "500 Internal Server Error", size: int = 400 * 1024 * 1024):
     """An answer that announces and sends `size` bytes for as long as the client reads."""
+
     def behaviour(connection, request):
-        connection.sendall(f"HTTP/1.1 {status_line}\r\nContent-Length: {size}\r\n"
-                           "Content-Type: text/html\r\nConnection: close\r\n\r\n".encode())
+        connection.sendall(
+            f"HTTP/1.1 {status_line}\r\nContent-Length: {size}\r\n"
+            "Content-Type: text/html\r\nConnection: close\r\n\r\n".encode()
+        )
         block = b"<p>" + b"x" * 65530 + b"</p>"
         sent = 0
         while sent < size:
             connection.sendall(block)
             sent += len(block)
+
     return behaviour
 
 
 def trickle(every_s: float = 0.5, data: bytes = b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 10000):
     """One byte every `every_s`: each read returns in time, the answer never ends."""
+
     def behaviour(connection, request):
         for byte in data:
             connection.sendall(bytes([byte]))
             time.sleep(every_s)
+
     return behaviour
 
 
@@ -107,16 +114,21 @@ def garbage(connection, request):
 def echo(status_line: str = "400 Bad Request"):
     """An error page that quotes the request back, Authorization header and all (some
     gateways do): the token must not reach a log or a dead letter through it."""
+
     def behaviour(connection, request):
-        answer(status_line, {"Content-Type": "text/plain"},
-               b"bad request: " + request[:2000])(connection, request)
+        answer(status_line, {"Content-Type": "text/plain"}, b"bad request: " + request[:2000])(
+            connection, request
+        )
+
     return behaviour
 
 
 def forward_to(port: int):
     """Pass the request to a real server on `port` and its answer back: the front turned good."""
+
     def behaviour(connection, request):
         with socket.create_connection(("127.0.0.1", port), timeout=10) as upstream:
             upstream.sendall(request)
             connection.sendall(read_request(upstream))
+
     return behaviour

@@ -17,8 +17,10 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 
 async def main() -> None:
     port, slave_id, registers = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
-    blocks = [SimData(address=int(address), values=[word], datatype=DataType.REGISTERS)
-              for address, word in sorted(registers.items(), key=lambda item: int(item[0]))]
+    blocks = [
+        SimData(address=int(address), values=[word], datatype=DataType.REGISTERS)
+        for address, word in sorted(registers.items(), key=lambda item: int(item[0]))
+    ]
     device = SimDevice(slave_id, blocks)  # one register space for function codes 3 and 4
     server = ModbusSerialServer(device, port=port, baudrate=9600)
     task = asyncio.create_task(server.serve_forever())

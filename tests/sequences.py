@@ -7,8 +7,9 @@ from agent.config import Config
 from agent.replay import Replay, ReplayOptions
 
 
-def run_sequence(config: Config, samples, value_kind: str = "level",
-                 unit: str = "m") -> list[Event]:
+def run_sequence(
+    config: Config, samples, value_kind: str = "level", unit: str = "m"
+) -> list[Event]:
     """`samples`: iterable of (time_s, raw or None). Returns every event, in order."""
     events: list[Event] = []
     replay = Replay(config, ReplayOptions(value_kind=value_kind, unit=unit))
@@ -23,9 +24,12 @@ def compact(events: list[Event], kinds=("level", "rate", "fault", "siren")) -> l
         if event.kind not in kinds:
             continue
         data = event.data
-        value = {"level": lambda: data["state"], "siren": lambda: data["pattern"],
-                 "rate": lambda: data["active"],
-                 "fault": lambda: (data["fault"], data["active"])}[event.kind]()
+        value = {
+            "level": lambda: data["state"],
+            "siren": lambda: data["pattern"],
+            "rate": lambda: data["active"],
+            "fault": lambda: (data["fault"], data["active"]),
+        }[event.kind]()
         out.append((event.time, event.kind, value))
     return out
 

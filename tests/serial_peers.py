@@ -44,7 +44,7 @@ class Pty:
 class PtyLink:
     def __init__(self):
         self.a, self.b = Pty(), Pty()
-        self.corrupt_next_answer = False   # flip a bit in the next bytes from b to a
+        self.corrupt_next_answer = False  # flip a bit in the next bytes from b to a
         self.bytes_a_to_b = 0
         self._running = True
         self._thread = threading.Thread(target=self._pump, daemon=True)
@@ -59,7 +59,7 @@ class PtyLink:
             for fd in ready:
                 try:
                     data = os.read(fd, 4096)
-                except OSError:   # the other side's slave is not open right now
+                except OSError:  # the other side's slave is not open right now
                     time.sleep(0.01)
                     continue
                 if fd == self.a.master:
@@ -87,11 +87,19 @@ class ModbusPeer:
         self.slave_id = slave_id
         self.process: subprocess.Popen | None = None
 
-    def start(self) -> "ModbusPeer":
+    def start(self) -> ModbusPeer:
         self.process = subprocess.Popen(
-            [sys.executable, str(PEER_SCRIPT), self.port, str(self.slave_id),
-             json.dumps({str(k): v for k, v in self.registers.items()})],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            [
+                sys.executable,
+                str(PEER_SCRIPT),
+                self.port,
+                str(self.slave_id),
+                json.dumps({str(k): v for k, v in self.registers.items()}),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         line = self.process.stdout.readline()  # the peer says when its port is open
         if line.strip() != "ready":
             self.stop()

@@ -15,8 +15,9 @@ import subprocess
 import time
 from pathlib import Path
 
-ROOTFS_CACHE = Path(os.environ.get("GAUGE_TEST_ROOTFS_CACHE",
-                                   "/var/cache/gauge-agent-tests/bookworm-minbase"))
+ROOTFS_CACHE = Path(
+    os.environ.get("GAUGE_TEST_ROOTFS_CACHE", "/var/cache/gauge-agent-tests/bookworm-minbase")
+)
 PACKAGES = "systemd,systemd-sysv,dbus,python3,python3-venv"
 MIRROR = os.environ.get("GAUGE_TEST_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 INSIDE_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
@@ -40,10 +41,21 @@ def cached_rootfs() -> Path:
     if marker.exists():
         return ROOTFS_CACHE
     if ROOTFS_CACHE.exists():
-        shutil.rmtree(ROOTFS_CACHE)          # an interrupted earlier attempt
+        shutil.rmtree(ROOTFS_CACHE)  # an interrupted earlier attempt
     ROOTFS_CACHE.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["debootstrap", "--variant=minbase", f"--include={PACKAGES}", "bookworm",
-                    str(ROOTFS_CACHE), MIRROR], check=True, capture_output=True, timeout=900)
+    subprocess.run(
+        [
+            "debootstrap",
+            "--variant=minbase",
+            f"--include={PACKAGES}",
+            "bookworm",
+            str(ROOTFS_CACHE),
+            MIRROR,
+        ],
+        check=True,
+        capture_output=True,
+        timeout=900,
+    )
     marker.touch()
     return ROOTFS_CACHE
 
@@ -55,12 +67,23 @@ class Container:
         self.leader: int | None = None
         self.log = root.parent / "nspawn.log"
 
-    def boot(self, timeout: float = 90.0) -> "Container":
+    def boot(self, timeout: float = 90.0) -> Container:
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(
-                ["systemd-nspawn", "--register=no", "--keep-unit", "--quiet", "--console=pipe",
-                 "-D", str(self.root), "--boot"], stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL)
+                [
+                    "systemd-nspawn",
+                    "--register=no",
+                    "--keep-unit",
+                    "--quiet",
+                    "--console=pipe",
+                    "-D",
+                    str(self.root),
+                    "--boot",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -73,15 +96,22 @@ class Container:
             time.sleep(0.5)
         raise RuntimeError(f"the container did not finish booting: {self.log.read_text()[-2000:]}")
 
-    def run(self, *command: str, check: bool = True, timeout: float = 120.0,
-            input: str | None = None) -> subprocess.CompletedProcess:
+    def run(
+        self, *command: str, check: bool = True, timeout: float = 120.0, input: str | None = None
+    ) -> subprocess.CompletedProcess:
         """A command inside the container, with a clean environment (nothing of the host's)."""
-        result = subprocess.run(["nsenter", "-t", str(self.leader), "-a", *command],
-                                capture_output=True, text=True, timeout=timeout, input=input,
-                                env={"PATH": INSIDE_PATH, "LANG": "C.UTF-8"})
+        result = subprocess.run(
+            ["nsenter", "-t", str(self.leader), "-a", *command],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            input=input,
+            env={"PATH": INSIDE_PATH, "LANG": "C.UTF-8"},
+        )
         if check and result.returncode != 0:
-            raise AssertionError(f"{' '.join(command)} -> {result.returncode}\n"
-                                 f"{result.stdout}\n{result.stderr}")
+            raise AssertionError(
+                f"{' '.join(command)} -> {result.returncode}\n{result.stdout}\n{result.stderr}"
+            )
         return result
 
     def show(self, unit: str, *properties: str) -> dict[str, str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.conftest import ROOT, run_cli
 
 
@@ -15,7 +17,8 @@ def test_check_config_prints_the_effective_configuration():
 
 def test_check_config_reports_every_problem_on_its_own_line_with_exit_78(tmp_path):
     path = tmp_path / "config.toml"
-    path.write_text("""
+    path.write_text(
+        """
 [sensor]
 interval_s = 0
 [[alarm.levels]]
@@ -26,7 +29,9 @@ name = "siaga"
 above_m = 7.2
 [alarm.rate]
 raise = "waspada"
-""", encoding="utf-8")
+""",
+        encoding="utf-8",
+    )
     result = run_cli("check-config", "--config", str(path))
     assert result.returncode == 78
     # Every kind of problem in one run: a wrong value, an unknown key, a rule between keys.
@@ -42,10 +47,12 @@ def test_check_config_without_a_file_names_the_default_path(tmp_path):
     missing = tmp_path / "etc" / "config.toml"
     result = run_cli("check-config", env={"GAUGE_AGENT_CONFIG": str(missing)})
     assert result.returncode == 78
-    assert result.stderr.strip() == (f"{missing}: no such file (pass --config PATH, or create it"
-                                     " from the config.toml template)")
+    assert result.stderr.strip() == (
+        f"{missing}: no such file (pass --config PATH, or create it from the config.toml template)"
+    )
 
 
+@pytest.mark.slow
 def test_run_with_a_bad_configuration_exits_78_without_a_traceback(tmp_path):
     path = tmp_path / "config.toml"
     path.write_text("[alarm]\nstale_after_s = -5\n", encoding="utf-8")
@@ -54,6 +61,7 @@ def test_run_with_a_bad_configuration_exits_78_without_a_traceback(tmp_path):
     assert result.stderr.strip() == "alarm.stale_after_s: -5 must be from 1 to 604800 seconds"
 
 
+@pytest.mark.slow
 def test_usage_errors_exit_2():
     assert run_cli().returncode == 2
     assert run_cli("replay").returncode == 2
@@ -61,6 +69,7 @@ def test_usage_errors_exit_2():
     assert run_cli("frobnicate").returncode == 2
 
 
+@pytest.mark.slow
 def test_technician_commands_do_not_exist_yet():
     for command in ("read", "calibrate", "siren-test", "queue"):
         assert run_cli(command).returncode == 2
@@ -71,8 +80,10 @@ def test_status_without_a_running_daemon_says_so(tmp_path):
     config.write_text(f'[storage]\nruntime_dir = "{tmp_path / "run"}"\n', encoding="utf-8")
     result = run_cli("status", "--config", str(config))
     assert result.returncode == 1
-    assert result.stderr.strip() == (f"gauge-agent: no status at {tmp_path / 'run'}/status.json:"
-                                     " is the daemon running? (systemctl status gauge-agent)")
+    assert result.stderr.strip() == (
+        f"gauge-agent: no status at {tmp_path / 'run'}/status.json:"
+        " is the daemon running? (systemctl status gauge-agent)"
+    )
 
 
 def test_version():

@@ -17,19 +17,32 @@ from agent.clock import SyncWatch, clock_synchronised
 from tests.conftest import ROOT, daemon_status, fast_config_text, wait_for
 
 LIBFAKETIME = next(iter(sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1"))), None)
-needs_faketime = pytest.mark.skipif(LIBFAKETIME is None,
-                                    reason="libfaketime is not installed (.ci/run installs"
-                                           " Debian's faketime)")
+needs_faketime = pytest.mark.skipif(
+    LIBFAKETIME is None, reason="libfaketime is not installed (.ci/run installs Debian's faketime)"
+)
+
+pytestmark = pytest.mark.slow  # the whole module: see pyproject's markers
 
 
 def daemon_under_faketime(tmp_path: Path, offset_file: Path) -> subprocess.Popen:
     config = tmp_path / "config.toml"
     config.write_text(fast_config_text(tmp_path), encoding="utf-8")
-    env = {**os.environ, "GPIOZERO_PIN_FACTORY": "mock", "LD_PRELOAD": LIBFAKETIME,
-           "FAKETIME_TIMESTAMP_FILE": str(offset_file), "FAKETIME_NO_CACHE": "1",
-           "FAKETIME_DONT_FAKE_MONOTONIC": "1", "PYTHONFAULTHANDLER": "1"}
-    return subprocess.Popen([sys.executable, "-m", "agent", "run", "--simulate", "--config",
-                             str(config)], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    env = {
+        **os.environ,
+        "GPIOZERO_PIN_FACTORY": "mock",
+        "LD_PRELOAD": LIBFAKETIME,
+        "FAKETIME_TIMESTAMP_FILE": str(offset_file),
+        "FAKETIME_NO_CACHE": "1",
+        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+        "PYTHONFAULTHANDLER": "1",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "agent", "run", "--simulate", "--config", str(config)],
+        cwd=ROOT,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def stop(process: subprocess.Popen, sig=signal.SIGTERM) -> str:
@@ -38,9 +51,9 @@ def stop(process: subprocess.Popen, sig=signal.SIGTERM) -> str:
     try:
         _, stderr = process.communicate(timeout=20)
     except subprocess.TimeoutExpired:
-        process.send_signal(signal.SIGABRT)   # PYTHONFAULTHANDLER: every thread's stack
+        process.send_signal(signal.SIGABRT)  # PYTHONFAULTHANDLER: every thread's stack
         _, stderr = process.communicate(timeout=20)
-        raise AssertionError(f"the daemon did not stop within 20 s:\n{stderr[-6000:]}")
+        raise AssertionError(f"the daemon did not stop within 20 s:\n{stderr[-6000:]}") from None
     return stderr
 
 
@@ -55,12 +68,15 @@ def test_a_wall_clock_step_between_a_crash_and_the_restart_keeps_the_saved_awas(
     try:
         wait_for(lambda: daemon_status(tmp_path).get("warning") == "awas", 40, "awas")
     finally:
-        stop(first, signal.SIGKILL)                      # a crash at the crest
-    offset.write_text(f"{step}\n")                        # NTP steps the clock meanwhile
+        stop(first, signal.SIGKILL)  # a crash at the crest
+    offset.write_text(f"{step}\n")  # NTP steps the clock meanwhile
     second = daemon_under_faketime(tmp_path, offset)
     try:
-        first_status = wait_for(lambda: (lambda s: s if s.get("pid") == second.pid else None)(
-            daemon_status(tmp_path)), 20, "the restarted daemon's first status")
+        first_status = wait_for(
+            lambda: (lambda s: s if s.get("pid") == second.pid else None)(daemon_status(tmp_path)),
+            20,
+            "the restarted daemon's first status",
+        )
         assert first_status["warning"] == "awas"
     finally:
         log = stop(second)
@@ -79,13 +95,22 @@ def test_a_wall_clock_step_while_running_neither_fires_nor_suppresses_anything(t
         offset.write_text("+1d\n")
         wait_for(lambda: daemon_status(tmp_path).get("warning") == "awas", 40, "awas")
         offset.write_text("-2h\n")
-        wait_for(lambda: daemon_status(tmp_path).get("samples", 0) > 0
-                 and daemon_status(tmp_path).get("warning") == "normal", 60, "normal again")
+        wait_for(
+            lambda: (
+                daemon_status(tmp_path).get("samples", 0) > 0
+                and daemon_status(tmp_path).get("warning") == "normal"
+            ),
+            60,
+            "normal again",
+        )
         final = daemon_status(tmp_path)
     finally:
         log = stop(process)
-    levels = [line.split("level ", 1)[1].split()[0] for line in log.splitlines()
-              if " WARNING level " in line]
+    levels = [
+        line.split("level ", 1)[1].split()[0]
+        for line in log.splitlines()
+        if " WARNING level " in line
+    ]
     assert levels == ["WASPADA", "SIAGA", "AWAS", "NORMAL"], log[-2000:]
     faults = [line for line in log.splitlines() if " fault " in line]
     assert final["faults"] == [] and faults == [], (final["faults"], log[-3000:])
@@ -102,13 +127,18 @@ def test_clock_synchronisation_is_read_from_timesyncd_and_unknown_without_it(tmp
 
 def test_records_taken_before_the_clock_is_synchronised_say_so():
     from agent.daemon import Daemon
-    from tests.conftest import config_from
-    from tests.test_daemon import FakeClock, ScriptedSensor
+    from tests.conftest import FakeClock, config_from
+    from tests.test_daemon import ScriptedSensor
 
     answers = iter([False, False, True, True])
     watch = SyncWatch(every_s=30.0, probe=lambda: next(answers), monotonic=lambda: 0.0)
-    daemon = Daemon(config_from({"filter": {"acquire_samples": 1}}), ScriptedSensor([3.4] * 4),
-                    lambda frame: None, clock=FakeClock(), clock_synchronised=watch)
+    daemon = Daemon(
+        config_from({"filter": {"acquire_samples": 1}}),
+        ScriptedSensor([3.4] * 4),
+        lambda frame: None,
+        clock=FakeClock(),
+        clock_synchronised=watch,
+    )
     marks = []
     for _ in range(4):
         daemon.sample_once()

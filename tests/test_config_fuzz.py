@@ -16,6 +16,7 @@ import tempfile
 import tomllib
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -23,8 +24,13 @@ from agent import cli
 from agent.config import Config, to_toml
 
 DEFAULT = tomllib.loads(to_toml(Config()))
-FUZZ = settings(max_examples=1500, deadline=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=1500,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+pytestmark = pytest.mark.slow  # the whole module: see pyproject's markers
 
 
 def leaves(node, path=()):
@@ -73,8 +79,11 @@ def toml_string(text: str) -> str:
         if character in '"\\':
             escaped.append("\\" + character)
         elif not character.isprintable() or ord(character) < 0x20:
-            escaped.append(f"\\u{ord(character):04x}" if ord(character) < 0x10000
-                           else f"\\U{ord(character):08x}")
+            escaped.append(
+                f"\\u{ord(character):04x}"
+                if ord(character) < 0x10000
+                else f"\\U{ord(character):08x}"
+            )
         else:
             escaped.append(character)
     return '"' + "".join(escaped) + '"'
@@ -86,8 +95,13 @@ def toml_value(value) -> str:
     if isinstance(value, str):
         return toml_string(value)
     if isinstance(value, float):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf") \
-            if math.isinf(value) else repr(value)
+        return (
+            "nan"
+            if math.isnan(value)
+            else ("inf" if value > 0 else "-inf")
+            if math.isinf(value)
+            else repr(value)
+        )
     if isinstance(value, int):
         return str(value)
     if isinstance(value, list):
@@ -99,9 +113,12 @@ def toml_value(value) -> str:
 
 def to_text(data, path=()) -> list[str]:
     """TOML for `data`: scalars first, then sub-tables and arrays of tables."""
-    lines = [f"{key} = {toml_value(value)}" for key, value in data.items()
-             if not isinstance(value, dict) and not (
-                 isinstance(value, list) and value and isinstance(value[0], dict))]
+    lines = [
+        f"{key} = {toml_value(value)}"
+        for key, value in data.items()
+        if not isinstance(value, dict)
+        and not (isinstance(value, list) and value and isinstance(value[0], dict))
+    ]
     for key, value in data.items():
         if isinstance(value, dict):
             lines += ["", f"[{key_of(path + (key,))}]"] + to_text(value, path + (key,))
@@ -126,12 +143,27 @@ def wrong_values(default):
     if isinstance(default, (int, float)):
         # The wrong type, or a number no river or dam gauge could mean: every number has a
         # physical range.
-        return st.sampled_from(["ten", True, [1], {"a": 1}, -1e9, 1e9, 10**400, -(10**25),
-                                1e300, math.inf, -math.inf, math.nan])
+        return st.sampled_from(
+            [
+                "ten",
+                True,
+                [1],
+                {"a": 1},
+                -1e9,
+                1e9,
+                10**400,
+                -(10**25),
+                1e300,
+                math.inf,
+                -math.inf,
+                math.nan,
+            ]
+        )
     if isinstance(default, str):
-        return st.sampled_from([5, 1.5, False, ["a"], {"a": 1}, "bad\x00nul", "two\nlines",
-                                "tab\there", "\x1b[31mred"])
-    if isinstance(default, list):      # a list of numbers (sensor.invalid_values)
+        return st.sampled_from(
+            [5, 1.5, False, ["a"], {"a": 1}, "bad\x00nul", "two\nlines", "tab\there", "\x1b[31mred"]
+        )
+    if isinstance(default, list):  # a list of numbers (sensor.invalid_values)
         return st.sampled_from(["9999", 9999, [math.nan], [1e30], [True], [{"a": 1}]])
     raise TypeError(default)
 
@@ -139,9 +171,10 @@ def wrong_values(default):
 @st.composite
 def bad_configurations(draw):
     data = copy(DEFAULT)
-    expected: list[str] = []      # a line of the output must start with each of these
-    chosen = draw(st.lists(st.sampled_from(LEAVES), min_size=0, max_size=6,
-                           unique_by=lambda leaf: leaf[0]))
+    expected: list[str] = []  # a line of the output must start with each of these
+    chosen = draw(
+        st.lists(st.sampled_from(LEAVES), min_size=0, max_size=6, unique_by=lambda leaf: leaf[0])
+    )
     for path, default in chosen:
         parent = node_at(data, path[:-1])
         parent[path[-1]] = draw(wrong_values(default))
@@ -152,11 +185,10 @@ def bad_configurations(draw):
         if name not in node:
             node[name] = 1
             expected.append(f"{key_of(table + (name,))}:" if table else f"{name}:")
-    levels_touched = any(path[0] == "alarm" and path[1].startswith("levels")
-                         for path, _ in chosen)
+    levels_touched = any(path[0] == "alarm" and path[1].startswith("levels") for path, _ in chosen)
     if not levels_touched and draw(st.booleans()):
         levels = data["alarm"]["levels"]
-        levels[1]["above_m"] = levels[0]["above_m"] - 0.5     # below the level under it
+        levels[1]["above_m"] = levels[0]["above_m"] - 0.5  # below the level under it
         expected.append("alarm.levels[1].above_m:")
     lines = to_text(data)
     if draw(st.booleans()):
@@ -164,7 +196,7 @@ def bad_configurations(draw):
         expected.append("line 1: not valid TOML")
     elif draw(st.booleans()):
         at = lines.index("[sensor]") + 1
-        lines.insert(at, lines[at])      # the first key of [sensor], given twice
+        lines.insert(at, lines[at])  # the first key of [sensor], given twice
         expected.append(f"line {at + 2}: sensor.{lines[at].split(' =')[0]} is given twice")
     return "\n".join(lines) + "\n", expected
 
@@ -195,8 +227,10 @@ def test_every_planted_problem_is_reported_in_one_run_with_exit_78(case):
     assert code == 78
     for start in expected:
         # "key:" also matches "key[0]:" (an item of a list) and a file's "path: line N: ...".
-        assert any(problem.startswith((start, start[:-1] + "[")) or f": {start}" in problem
-                   for problem in problems), (start, problems)
+        assert any(
+            problem.startswith((start, start[:-1] + "[")) or f": {start}" in problem
+            for problem in problems
+        ), (start, problems)
     assert all(":" in problem for problem in problems)
 
 
@@ -213,6 +247,7 @@ def test_any_bytes_as_a_configuration_file_get_an_answer_never_a_traceback(raw):
 def test_any_set_option_gets_an_answer_never_a_traceback(overrides):
     stderr = io.StringIO()
     with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
-        code = cli.main(["replay", "/nonexistent.csv"]
-                        + [f"--set={override}" for override in overrides])
+        code = cli.main(
+            ["replay", "/nonexistent.csv"] + [f"--set={override}" for override in overrides]
+        )
     assert code in (1, 78), stderr.getvalue()

@@ -28,8 +28,8 @@ from tests.sequences import compact
 
 BENANGA = config_from({})
 ELEVATION = BENANGA.calibration.sensor_elevation_m
-THRESHOLDS = [level.above_m for level in BENANGA.alarm.levels]   # 7.50, 7.90, 8.50
-OBJECT_M = 1.50          # distance of an object in the beam: reads as level 8.90
+THRESHOLDS = [level.above_m for level in BENANGA.alarm.levels]  # 7.50, 7.90, 8.50
+OBJECT_M = 1.50  # distance of an object in the beam: reads as level 8.90
 MINUTE, HOUR = 60.0, 3600.0
 
 
@@ -79,13 +79,18 @@ class Recording:
         self.every = every
         self.rows: list[tuple[float, float | None]] = []
 
-    def add(self, value: float | None) -> "Recording":
+    def add(self, value: float | None) -> Recording:
         self.rows.append((self.t, value))
         self.t += self.every
         return self
 
-    def repeat(self, value: float | None, seconds: float, jitter: random.Random | None = None,
-               amplitude: float = 0.003) -> "Recording":
+    def repeat(
+        self,
+        value: float | None,
+        seconds: float,
+        jitter: random.Random | None = None,
+        amplitude: float = 0.003,
+    ) -> Recording:
         """`value` every sample for `seconds`; with `jitter`, each reading scattered by up to
         `amplitude` (real echoes are never perfectly still, and a still one raises `stuck`)."""
         for _ in range(max(1, round(seconds / self.every))):
@@ -95,7 +100,7 @@ class Recording:
                 self.add(round(value + jitter.uniform(-amplitude, amplitude), 4))
         return self
 
-    def silence(self, seconds: float) -> "Recording":
+    def silence(self, seconds: float) -> Recording:
         self.t += seconds
         return self
 
@@ -112,6 +117,7 @@ def no_warning_ever(run: Replayed) -> None:
 
 # -- the two recordings of the issue -----------------------------------------------------------
 
+
 def test_a_flood_after_a_reflection_across_a_silence_is_warned_on_time():
     """Steady 7.00 m for 10 min, 5 min of no echo, one reflection reading 5.00 m, then the water
     rising from 7.00 to 9.00 m at 1 m/h. The old gate took the reflection as its anchor and
@@ -127,8 +133,9 @@ def test_a_flood_after_a_reflection_across_a_silence_is_warned_on_time():
     run = replayed(record.rows)
     assert [state for _, state in run.levels()] == ["waspada", "siaga", "awas"]
     for (when, _), threshold in zip(run.levels(), THRESHOLDS):
-        crossing = next(t for t, v in record.rows
-                        if v is not None and t > rise_start and v >= threshold)
+        crossing = next(
+            t for t, v in record.rows if v is not None and t > rise_start and v >= threshold
+        )
         # The rolling median of 5 lags two samples behind the readings.
         assert 0 <= when - crossing <= 2 * record.every, (threshold, when, crossing)
     assert run.counts.implausible == 1 and run.counts.accepted == len(record.rows) - 30 - 1 - 2
@@ -154,6 +161,7 @@ def test_a_single_high_reading_then_a_spike_never_sound_anything():
 
 # -- the gate's own rules ----------------------------------------------------------------------
 
+
 def gate() -> PlausibilityGate:
     return PlausibilityGate(max_rate_m_per_min=0.025, noise_m=0.05, acquire_samples=1)
 
@@ -169,12 +177,14 @@ def judge_all(g: PlausibilityGate, rows) -> list[int]:
 def test_an_object_in_the_beam_for_hours_never_becomes_a_level():
     g = gate()
     steady = [(10.0 * i, 7.00) for i in range(30)]
-    block = [(300.0 + 10.0 * i, 10.15) for i in range(6 * 360)]    # six hours at the face
+    block = [(300.0 + 10.0 * i, 10.15) for i in range(6 * 360)]  # six hours at the face
     verdicts = judge_all(g, steady + block)
     assert set(verdicts[30:]) == {REJECTED}
     # The object goes; the water has risen 0.20 m meanwhile, well within the allowed rate.
-    assert judge_all(g, [(300.0 + 6 * HOUR, 7.20), (310.0 + 6 * HOUR, 7.20)]) == \
-        [UNCONFIRMED, ACCEPTED]
+    assert judge_all(g, [(300.0 + 6 * HOUR, 7.20), (310.0 + 6 * HOUR, 7.20)]) == [
+        UNCONFIRMED,
+        ACCEPTED,
+    ]
 
 
 def test_a_rise_in_jumps_faster_than_the_site_allows_is_refused_for_as_long_as_it_lasts():
@@ -190,14 +200,18 @@ def test_a_smooth_ramp_is_followed_whatever_its_rate():
     ramp faster than the estimate says the estimate was wrong, not that the water is not
     there (refusing it would refuse a real flood for as long as it lasts)."""
     g = gate()
-    ramp = [(10.0 * i, 7.00 + 0.1 * i / 6) for i in range(120)]   # 6 m/h in 1.7 cm steps
+    ramp = [(10.0 * i, 7.00 + 0.1 * i / 6) for i in range(120)]  # 6 m/h in 1.7 cm steps
     assert set(judge_all(g, ramp)) == {ACCEPTED}
 
 
 def test_one_outlier_that_fits_cannot_capture_the_reference():
     g = gate()
-    verdicts = judge_all(g, [(10.0 * i, 6.90) for i in range(10)] + [(100.0, 6.94)]
-                         + [(110.0 + 10.0 * i, 6.894 + 0.002 * (i % 2)) for i in range(30)])
+    verdicts = judge_all(
+        g,
+        [(10.0 * i, 6.90) for i in range(10)]
+        + [(100.0, 6.94)]
+        + [(110.0 + 10.0 * i, 6.894 + 0.002 * (i % 2)) for i in range(30)],
+    )
     assert set(verdicts) == {ACCEPTED}
     assert g.anchor_m == pytest.approx(6.895, abs=0.002)
 
@@ -223,19 +237,21 @@ def test_confirmation_must_come_soon_so_lone_echoes_in_a_silence_never_confirm_e
     g = gate()
     judge_all(g, [(10.0 * i, 7.00) for i in range(10)])
     for i in range(1, 9):
-        g.note_sample(3600.0 * i - 10)      # the gauge keeps its 10 s pace with no echo
+        g.note_sample(3600.0 * i - 10)  # the gauge keeps its 10 s pace with no echo
         assert judge_all(g, [(3600.0 * i, 8.90)]) != [ACCEPTED]
     assert g.anchor_m == 7.00
 
 
 def test_one_confirmed_reading_setting_is_believed_at_once():
-    g = PlausibilityGate(max_rate_m_per_min=0.025, noise_m=0.05, acquire_samples=1,
-                         confirm_samples=1)
+    g = PlausibilityGate(
+        max_rate_m_per_min=0.025, noise_m=0.05, acquire_samples=1, confirm_samples=1
+    )
     judge_all(g, [(10.0 * i, 7.00) for i in range(10)])
     assert judge_all(g, [(36090.0, 9.00)]) == [ACCEPTED]
 
 
 # -- the way back ------------------------------------------------------------------------------
+
 
 def test_the_way_back_from_a_confirmed_object_to_the_water_behind_it():
     """Water, a silence, an object that stays long enough to be confirmed, then the water seen
@@ -249,7 +265,7 @@ def test_the_way_back_from_a_confirmed_object_to_the_water_behind_it():
     run = replayed(record.rows, kind="distance")
     accepted = run.trace.accepted
     assert accepted[object_start + 1] and not accepted[back] and not accepted[back + 1]
-    assert all(accepted[back + 2:])
+    assert all(accepted[back + 2 :])
     assert all(run.trace.withdrawn[object_start:back]) and not any(run.trace.withdrawn[back:])
     assert run.gate.returned_count == 1 and run.trace.smoothed[-1] == pytest.approx(7.00)
 
@@ -269,7 +285,7 @@ def test_an_object_nearer_than_the_water_never_takes_over_even_at_a_former_heigh
     """The water fell from 8.90 m to 7.00 m; an object then sits at 8.90 m (where the water once
     was) for an hour: nearer than the water, so it is an object however long it stays."""
     record = Recording()
-    for i in range(1, 190 * 6):   # 8.90 -> 7.00 m over 3 h 10 min (0.6 m/h)
+    for i in range(1, 190 * 6):  # 8.90 -> 7.00 m over 3 h 10 min (0.6 m/h)
         record.add(distance(8.90 - 0.6 * i * 10 / HOUR))
     record.repeat(distance(7.00), 10 * MINUTE).repeat(OBJECT_M, HOUR).repeat(distance(7.00), 60)
     run = replayed(record.rows, kind="distance")
@@ -277,6 +293,7 @@ def test_an_object_nearer_than_the_water_never_takes_over_even_at_a_former_heigh
 
 
 # -- the synthetic patterns --------------------------------------------------------------------
+
 
 def known_object(record: Recording, seed: int, visits: int = 6) -> None:
     """Water at 7.00 m with an object that comes and goes (1-3 readings, every few minutes),
@@ -329,17 +346,19 @@ def test_a_first_time_object_after_a_long_silence_that_stays_is_taken_as_water_t
     back = record.t
     record.repeat(distance(7.00), HOUR)
     run = replayed(record.rows, kind="distance")
-    assert run.levels() == [(appears + 10, "awas"), (back + 20 + BENANGA.alarm.off_delay_s,
-                                                      "normal")]
+    assert run.levels() == [
+        (appears + 10, "awas"),
+        (back + 20 + BENANGA.alarm.off_delay_s, "normal"),
+    ]
 
 
 def test_lone_echoes_near_the_sensor_face_amid_codes_never_warn():
     rnd = random.Random(5)
     record = Recording()
     record.repeat(distance(7.00), 30 * MINUTE)
-    for _ in range(40):                       # 12-30 hours of no echo, a lone echo now and then
+    for _ in range(40):  # 12-30 hours of no echo, a lone echo now and then
         record.repeat(None, rnd.uniform(15, 45) * MINUTE)
-        record.add(rnd.uniform(0.30, 0.40))   # a web or an insect at the face: level ~10.05 m
+        record.add(rnd.uniform(0.30, 0.40))  # a web or an insect at the face: level ~10.05 m
     record.repeat(distance(7.00), HOUR)
     run = replayed(record.rows, kind="distance")
     no_warning_ever(run)
@@ -365,7 +384,7 @@ def test_an_object_that_comes_and_goes_for_days_is_learned_and_never_warns():
         record.repeat(distance(7.00), rnd.uniform(2, 20) * MINUTE, rnd)
         record.repeat(OBJECT_M, rnd.choice([60.0] * 5 + [600.0, 3 * HOUR]), rnd)
         if rnd.random() < 0.1:
-            record.repeat(None, rnd.uniform(5, 40) * MINUTE)   # no echo for a while
+            record.repeat(None, rnd.uniform(5, 40) * MINUTE)  # no echo for a while
     run = replayed(record.rows, kind="distance")
     no_warning_ever(run)
     learned = run.gate.echoes.learned()
@@ -378,10 +397,10 @@ def test_a_real_rise_after_a_ten_hour_silence_warns_on_the_confirming_reading():
     record = Recording()
     record.repeat(distance(7.00), 30 * MINUTE).silence(10 * HOUR)
     back = record.t
-    for i in range(60):                      # far above awas, still rising 1 cm/h
+    for i in range(60):  # far above awas, still rising 1 cm/h
         record.add(distance(9.00 + 0.01 * i * 10 / HOUR))
     run = replayed(record.rows, kind="distance")
-    assert run.levels() == [(back + 10, "awas")]   # the daemon takes that reading 2 s later
+    assert run.levels() == [(back + 10, "awas")]  # the daemon takes that reading 2 s later
     at_once = replayed(record.rows, config_from({"filter": {"confirm_samples": 1}}), "distance")
     assert at_once.levels() == [(back, "awas")]
 
@@ -420,7 +439,7 @@ def test_a_slow_flood_amid_5_cm_noise_is_warned_within_two_samples_of_a_steady_c
     record = Recording()
     values = []
     while True:
-        level = 7.20 + 0.05 * (record.t - 1_700_000_000.0) / HOUR   # 5 cm/h
+        level = 7.20 + 0.05 * (record.t - 1_700_000_000.0) / HOUR  # 5 cm/h
         if level > 7.80:
             break
         value = level + rnd.uniform(-0.05, 0.05)
@@ -438,14 +457,16 @@ def test_a_slow_flood_amid_5_cm_noise_is_warned_within_two_samples_of_a_steady_c
 
 # -- faults cannot lock a false warning in -----------------------------------------------------
 
+
 def test_a_gauge_lost_at_the_crest_behind_an_object_keeps_awas():
     record = Recording()
-    record.repeat(8.60, 10 * MINUTE).repeat(10.15, 3 * HOUR)   # awas, then something at the face
+    record.repeat(8.60, 10 * MINUTE).repeat(10.15, 3 * HOUR)  # awas, then something at the face
     run = replayed(record.rows)
     assert run.levels() == [(record.rows[2][0], "awas")]
     assert run.trace.warning[-1] == 3
-    assert ("implausible", True) in [(e.data["fault"], e.data["active"]) for e in run.events
-                                     if e.kind == "fault"]
+    assert ("implausible", True) in [
+        (e.data["fault"], e.data["active"]) for e in run.events if e.kind == "fault"
+    ]
 
 
 def test_an_echo_that_raised_awas_lets_it_go_while_it_keeps_coming_back():
@@ -470,25 +491,37 @@ def test_an_echo_that_raised_awas_lets_it_go_while_it_keeps_coming_back():
 # -- invariants, over generated sequences -------------------------------------------------------
 
 # 150 examples each in the test run; GAUGE_HYPOTHESIS_EXAMPLES=5000 for a long hunt.
-LEVEL_SETTINGS = settings(max_examples=int(os.environ.get("GAUGE_HYPOTHESIS_EXAMPLES", "150")),
-                          deadline=None, suppress_health_check=[HealthCheck.too_slow])
+LEVEL_SETTINGS = settings(
+    max_examples=int(os.environ.get("GAUGE_HYPOTHESIS_EXAMPLES", "150")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 gaps = st.one_of(st.just(0.0), st.floats(30.0, 12 * HOUR))
 any_value = st.floats(-3.0, 15.0)
 
 
 @LEVEL_SETTINGS
-@given(steady=st.floats(6.8, 7.4), before=st.integers(5, 60), gap1=gaps, outlier=any_value,
-       gap2=gaps, rise_m_per_h=st.floats(0.1, 1.45), after=st.integers(0, 30),
-       every=st.sampled_from([10.0, 60.0]))
+@given(
+    steady=st.floats(6.8, 7.4),
+    before=st.integers(5, 60),
+    gap1=gaps,
+    outlier=any_value,
+    gap2=gaps,
+    rise_m_per_h=st.floats(0.1, 1.45),
+    after=st.integers(0, 30),
+    every=st.sampled_from([10.0, 60.0]),
+)
+@pytest.mark.slow
 def test_one_outlier_of_any_size_never_stops_a_following_rise_from_being_warned_on_time(
-        steady, before, gap1, outlier, gap2, rise_m_per_h, after, every):
+    steady, before, gap1, outlier, gap2, rise_m_per_h, after, every
+):
     """Steady water, an outlier (before or after a silence, or neither), then the water rises at
     an allowed rate (it may already be rising during the second silence). Every level is warned
     within three samples of the first sample at or above it (one to confirm a jump across a
     silence, two for the median)."""
     record = Recording(every=every)
     record.repeat(steady, every * before).silence(gap1).add(outlier)
-    rise_start = record.t + every * after     # the water starts rising soon after the outlier
+    rise_start = record.t + every * after  # the water starts rising soon after the outlier
     record.silence(gap2)
     truth = []
     while True:
@@ -505,11 +538,21 @@ def test_one_outlier_of_any_size_never_stops_a_following_rise_from_being_warned_
 
 
 @LEVEL_SETTINGS
-@given(steady=st.floats(5.0, 7.40), jitter=st.floats(0.0, 0.01), before=st.integers(5, 100),
-       gap1=gaps, outlier=any_value, gap2=gaps, after=st.integers(5, 200),
-       kind=st.sampled_from(["level", "distance"]), seed=st.integers(0, 1000))
+@given(
+    steady=st.floats(5.0, 7.40),
+    jitter=st.floats(0.0, 0.01),
+    before=st.integers(5, 100),
+    gap1=gaps,
+    outlier=any_value,
+    gap2=gaps,
+    after=st.integers(5, 200),
+    kind=st.sampled_from(["level", "distance"]),
+    seed=st.integers(0, 1000),
+)
+@pytest.mark.slow
 def test_one_outlier_of_any_size_in_a_steady_record_never_raises_the_warning(
-        steady, jitter, before, gap1, outlier, gap2, after, kind, seed):
+    steady, jitter, before, gap1, outlier, gap2, after, kind, seed
+):
     """Jitter up to 1 cm, what an HC-SR04 burst median shows (at 2 cm the rate alarm's first
     estimate, over half its window after start-up, trips on its own now and then)."""
     rnd = random.Random(seed)
@@ -518,7 +561,7 @@ def test_one_outlier_of_any_size_in_a_steady_record_never_raises_the_warning(
         return distance(level) if kind == "distance" else level
 
     if kind == "distance":
-        assume(0.25 <= distance(outlier) <= 4.0)   # a valid range, else it is "no reading"
+        assume(0.25 <= distance(outlier) <= 4.0)  # a valid range, else it is "no reading"
     record = Recording()
     for _ in range(before):
         record.add(value(steady + rnd.uniform(-jitter, jitter)))
@@ -529,15 +572,22 @@ def test_one_outlier_of_any_size_in_a_steady_record_never_raises_the_warning(
     no_warning_ever(run)
 
 
-disturbance = st.lists(st.tuples(st.floats(10.0, HOUR), st.one_of(st.none(), any_value)),
-                       min_size=1, max_size=40)
+disturbance = st.lists(
+    st.tuples(st.floats(10.0, HOUR), st.one_of(st.none(), any_value)), min_size=1, max_size=40
+)
 
 
+@pytest.mark.slow
 @LEVEL_SETTINGS
-@given(steady=st.floats(6.0, 7.3), before=st.integers(10, 60), noise=disturbance,
-       gap=st.floats(10.0, 3 * HOUR))
+@given(
+    steady=st.floats(6.0, 7.3),
+    before=st.integers(10, 60),
+    noise=disturbance,
+    gap=st.floats(10.0, 3 * HOUR),
+)
 def test_after_any_disturbance_the_gate_recovers_and_the_warning_follows_the_water(
-        steady, before, noise, gap):
+    steady, before, noise, gap
+):
     """Steady water; then any finite disturbance (any values, any gaps, no readings); then the
     water at its steady level again. Within a few samples it is accepted again, and once the
     rate window and the off-delay have passed the warning is back to what the water implies
@@ -554,17 +604,22 @@ def test_after_any_disturbance_the_gate_recovers_and_the_warning_follows_the_wat
     record.repeat(steady, alarm.rate.window_s + alarm.off_delay_s + 30 * MINUTE)
     run = replayed(record.rows)
     accepted = run.trace.accepted
-    assert all(accepted[returned + 5:]), accepted[returned:returned + 10]
+    assert all(accepted[returned + 5 :]), accepted[returned : returned + 10]
     assert run.trace.smoothed[-1] == pytest.approx(steady, abs=1e-9)
     assert run.trace.warning[-1] == 0
 
 
 @LEVEL_SETTINGS
-@given(start=st.floats(6.0, 7.0), rise_m_per_h=st.floats(-1.45, 1.45),
-       spacing=st.lists(st.floats(2.0, 2 * HOUR), min_size=5, max_size=300),
-       jitter=st.floats(0.0, 0.02), seed=st.integers(0, 1000))
-def test_water_moving_at_an_allowed_rate_is_always_followed(start, rise_m_per_h, spacing,
-                                                             jitter, seed):
+@given(
+    start=st.floats(6.0, 7.0),
+    rise_m_per_h=st.floats(-1.45, 1.45),
+    spacing=st.lists(st.floats(2.0, 2 * HOUR), min_size=5, max_size=300),
+    jitter=st.floats(0.0, 0.02),
+    seed=st.integers(0, 1000),
+)
+def test_water_moving_at_an_allowed_rate_is_always_followed(
+    start, rise_m_per_h, spacing, jitter, seed
+):
     """Any steady rise or fall at an allowed rate, sampled at any pace, with silences: no
     reading of it is ever refused, and the smoothed level stays within the noise and two
     samples' movement of the truth."""

@@ -16,7 +16,6 @@ import sqlite3
 import stat
 import subprocess
 import sys
-import time
 import zipfile
 from pathlib import Path
 
@@ -24,9 +23,12 @@ import pytest
 
 from tests.conftest import ROOT, free_port, wait_for
 
-needs_sysusers = pytest.mark.skipif(shutil.which("systemd-sysusers") is None,
-                                    reason="systemd-sysusers is not installed (.ci/run installs"
-                                           " systemd)")
+needs_sysusers = pytest.mark.skipif(
+    shutil.which("systemd-sysusers") is None,
+    reason="systemd-sysusers is not installed (.ci/run installs systemd)",
+)
+
+pytestmark = pytest.mark.slow  # the whole module: see pyproject's markers
 
 
 @pytest.fixture(scope="session")
@@ -34,16 +36,29 @@ def installed(wheelhouse, tmp_path_factory) -> Path:
     """A fresh venv with gauge-agent installed from the wheelhouse only (non-editable)."""
     venv = tmp_path_factory.mktemp("installed") / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check",
-                    "--no-index", "--find-links", str(wheelhouse), "gauge-agent"],
-                   check=True, timeout=300, capture_output=True)
+    subprocess.run(
+        [
+            str(venv / "bin" / "pip"),
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-index",
+            "--find-links",
+            str(wheelhouse),
+            "gauge-agent",
+        ],
+        check=True,
+        timeout=300,
+        capture_output=True,
+    )
     return venv
 
 
 def clean_env(**extra: str) -> dict:
     """No PYTHONPATH, no source tree: only what the venv has."""
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env = {
+        key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "VIRTUAL_ENV")
+    }
     env.update(extra)
     return env
 
@@ -61,13 +76,24 @@ def test_every_command_runs_from_the_installed_package(installed, tmp_path):
     (also from the installed package), status, replay: from a directory with no source in it."""
     bin_dir = installed / "bin"
     env = clean_env(GPIOZERO_PIN_FACTORY="mock")
-    where = subprocess.run([str(bin_dir / "python"), "-c", "import agent; print(agent.__file__)"],
-                           capture_output=True, text=True, cwd=tmp_path, env=env, check=True)
+    where = subprocess.run(
+        [str(bin_dir / "python"), "-c", "import agent; print(agent.__file__)"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        check=True,
+    )
     assert where.stdout.startswith(str(installed)), where.stdout
 
-    shipped = subprocess.run([str(bin_dir / "gauge-agent"), "check-config", "--config",
-                              str(ROOT / "config.toml")], capture_output=True, text=True,
-                             cwd=tmp_path, env=env, timeout=60)
+    shipped = subprocess.run(
+        [str(bin_dir / "gauge-agent"), "check-config", "--config", str(ROOT / "config.toml")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=60,
+    )
     assert shipped.returncode == 0 and 'kind = "hcsr04"' in shipped.stdout, shipped.stderr
 
     token = tmp_path / "token"
@@ -88,30 +114,55 @@ time_scale = 60.0
 url = "http://127.0.0.1:{port}/ingest"
 token_file = "{token}"
 [storage]
-state_dir = "{tmp_path / 'state'}"
-runtime_dir = "{tmp_path / 'run'}"
+state_dir = "{tmp_path / "state"}"
+runtime_dir = "{tmp_path / "run"}"
 """)
-    receiver = subprocess.Popen([str(bin_dir / "python"), "-m", "agent.receiver", "--port",
-                                 str(port), "--db", str(receiver_db), "--token-file",
-                                 str(receiver_tokens)],
-                                cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
-    daemon = subprocess.Popen([str(bin_dir / "gauge-agent"), "run", "--simulate", "--config",
-                               str(config)], cwd=tmp_path, env=env, stderr=subprocess.PIPE,
-                              text=True)
+    receiver = subprocess.Popen(
+        [
+            str(bin_dir / "python"),
+            "-m",
+            "agent.receiver",
+            "--port",
+            str(port),
+            "--db",
+            str(receiver_db),
+            "--token-file",
+            str(receiver_tokens),
+        ],
+        cwd=tmp_path,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    daemon = subprocess.Popen(
+        [str(bin_dir / "gauge-agent"), "run", "--simulate", "--config", str(config)],
+        cwd=tmp_path,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
+
         def readings_upstream() -> int:
             if not receiver_db.exists():
                 return 0
             try:
                 with sqlite3.connect(receiver_db) as db:
-                    return db.execute("SELECT COUNT(*) FROM records WHERE type = 'reading'"
-                                      ).fetchone()[0]
-            except sqlite3.OperationalError:     # the receiver is still making its tables
+                    return db.execute(
+                        "SELECT COUNT(*) FROM records WHERE type = 'reading'"
+                    ).fetchone()[0]
+            except sqlite3.OperationalError:  # the receiver is still making its tables
                 return 0
+
         wait_for(lambda: readings_upstream() >= 5, 60, "readings at the reference receiver")
-        status = subprocess.run([str(bin_dir / "gauge-agent"), "status", "--json", "--config",
-                                 str(config)], capture_output=True, text=True, cwd=tmp_path,
-                                env=env, timeout=60)
+        status = subprocess.run(
+            [str(bin_dir / "gauge-agent"), "status", "--json", "--config", str(config)],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env=env,
+            timeout=60,
+        )
         assert status.returncode == 0, status.stderr
         record = json.loads(status.stdout)
         assert record["running"] and record["samples"] >= 5
@@ -127,16 +178,31 @@ runtime_dir = "{tmp_path / 'run'}"
             process.communicate()
 
     recording = tmp_path / "flood.csv"
-    recording.write_text("time,level\n" + "".join(f"{i * 10},{7.0 + i * 0.05:.2f}\n"
-                                                   for i in range(40)))
-    replay = subprocess.run([str(bin_dir / "gauge-agent"), "replay", str(recording)],
-                            capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60)
+    recording.write_text(
+        "time,level\n" + "".join(f"{i * 10},{7.0 + i * 0.05:.2f}\n" for i in range(40))
+    )
+    replay = subprocess.run(
+        [str(bin_dir / "gauge-agent"), "replay", str(recording)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=60,
+    )
     assert replay.returncode == 0, replay.stderr
-    states = [json.loads(line)["state"] for line in replay.stdout.splitlines()
-              if json.loads(line)["kind"] == "level"]
+    states = [
+        json.loads(line)["state"]
+        for line in replay.stdout.splitlines()
+        if json.loads(line)["kind"] == "level"
+    ]
     assert states == ["waspada", "siaga", "awas"]
-    version = subprocess.run([str(bin_dir / "python"), "-m", "agent", "--version"],
-                             capture_output=True, text=True, cwd=tmp_path, env=env)
+    version = subprocess.run(
+        [str(bin_dir / "python"), "-m", "agent", "--version"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+    )
     assert version.stdout.startswith("gauge-agent ")
 
 
@@ -144,11 +210,18 @@ def test_a_missing_sensor_library_is_one_line_and_exit_78_not_a_traceback(instal
     """The wheel without the hcsr04 extra, configured for an HC-SR04: the unit must not
     restart-loop on a traceback (78 is RestartPreventExitStatus)."""
     config = tmp_path / "config.toml"
-    config.write_text(f'[sensor]\nkind = "hcsr04"\n[storage]\nstate_dir = "{tmp_path}"\n'
-                      f'runtime_dir = "{tmp_path}"\n')
-    result = subprocess.run([str(installed / "bin" / "gauge-agent"), "run", "--config",
-                             str(config)], capture_output=True, text=True, cwd=tmp_path,
-                            env=clean_env(GPIOZERO_PIN_FACTORY="mock"), timeout=60)
+    config.write_text(
+        f'[sensor]\nkind = "hcsr04"\n[storage]\nstate_dir = "{tmp_path}"\n'
+        f'runtime_dir = "{tmp_path}"\n'
+    )
+    result = subprocess.run(
+        [str(installed / "bin" / "gauge-agent"), "run", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=clean_env(GPIOZERO_PIN_FACTORY="mock"),
+        timeout=60,
+    )
     assert result.returncode == 78, result.stderr
     assert "Traceback" not in result.stderr
     assert "pip install 'gauge-agent[hcsr04]'" in result.stderr.splitlines()[-1]
@@ -158,19 +231,27 @@ def test_no_gpio_back_end_is_one_line_and_exit_78_not_a_traceback(installed, tmp
     """What the Pi did under the old unit: no pin factory can be loaded (here: not a Pi, no
     lgpio). One line that says what to install, and 78 so systemd does not restart-loop."""
     config = tmp_path / "config.toml"
-    config.write_text(f'[sensor]\nkind = "simulated"\n[storage]\nstate_dir = "{tmp_path}"\n'
-                      f'runtime_dir = "{tmp_path}"\n')
+    config.write_text(
+        f'[sensor]\nkind = "simulated"\n[storage]\nstate_dir = "{tmp_path}"\n'
+        f'runtime_dir = "{tmp_path}"\n'
+    )
     env = clean_env()
     env.pop("GPIOZERO_PIN_FACTORY", None)
-    result = subprocess.run([str(installed / "bin" / "gauge-agent"), "run", "--config",
-                             str(config)], capture_output=True, text=True, cwd=tmp_path,
-                            env=env, timeout=60)
+    result = subprocess.run(
+        [str(installed / "bin" / "gauge-agent"), "run", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=60,
+    )
     assert result.returncode == 78, result.stderr
     assert "Traceback" not in result.stderr and "PinFactoryFallback" not in result.stderr
     assert "no GPIO back-end" in result.stderr and "python3-lgpio" in result.stderr
 
 
 # -- scripts/install into a staging root ---------------------------------------------------------
+
 
 def manifest(root: Path) -> dict[str, tuple]:
     """Every path under `root`: type, mode, owner, and content (hash) or link target."""
@@ -186,14 +267,20 @@ def manifest(root: Path) -> dict[str, tuple]:
             content = hashlib.sha256(path.read_bytes()).hexdigest()
         else:
             content = None
-        entries[relative] = (stat.S_IFMT(info.st_mode), stat.S_IMODE(info.st_mode),
-                             info.st_uid, info.st_gid, content)
+        entries[relative] = (
+            stat.S_IFMT(info.st_mode),
+            stat.S_IMODE(info.st_mode),
+            info.st_uid,
+            info.st_gid,
+            content,
+        )
     return entries
 
 
 def install(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(ROOT / "scripts" / "install"), *args], capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run(
+        [str(ROOT / "scripts" / "install"), *args], capture_output=True, text=True, timeout=600
+    )
 
 
 @needs_sysusers
@@ -209,32 +296,40 @@ def test_the_installer_into_a_staging_root_twice_gives_the_same_tree(wheelhouse,
     assert "kept the existing" in second.stdout
 
     passwd = (root / "etc" / "passwd").read_text()
-    user = next(line.split(":") for line in passwd.splitlines()
-                if line.startswith("gauge-agent:"))
+    user = next(line.split(":") for line in passwd.splitlines() if line.startswith("gauge-agent:"))
     assert user[5:] == ["/var/lib/gauge-agent", "/usr/sbin/nologin"]
     gid = int(user[3])
     etc = root / "etc" / "gauge-agent"
     config_stat = (etc / "config.toml").stat()
-    assert (stat.S_IMODE(config_stat.st_mode), config_stat.st_uid, config_stat.st_gid) == \
-        (0o640, 0, gid)
+    assert (stat.S_IMODE(config_stat.st_mode), config_stat.st_uid, config_stat.st_gid) == (
+        0o640,
+        0,
+        gid,
+    )
     assert stat.S_IMODE(etc.stat().st_mode) == 0o750
     assert (etc / "config.toml").read_bytes() == (ROOT / "config.toml").read_bytes()
-    assert os.readlink(root / "usr/local/bin/gauge-agent") == \
-        "/opt/gauge-agent/venv/bin/gauge-agent"
+    assert (
+        os.readlink(root / "usr/local/bin/gauge-agent") == "/opt/gauge-agent/venv/bin/gauge-agent"
+    )
     assert (root / "etc/systemd/system/multi-user.target.wants/gauge-agent.service").is_symlink()
-    assert (root / "etc/systemd/system/gauge-agent.service").read_bytes() == \
-        (ROOT / "systemd" / "gauge-agent.service").read_bytes()
+    assert (root / "etc/systemd/system/gauge-agent.service").read_bytes() == (
+        ROOT / "systemd" / "gauge-agent.service"
+    ).read_bytes()
     venv_python = root / "opt/gauge-agent/venv/bin/python"
-    check = subprocess.run([str(venv_python), "-c", "import agent.sensors.simulated"],
-                           cwd=tmp_path, env=clean_env())
+    check = subprocess.run(
+        [str(venv_python), "-c", "import agent.sensors.simulated"], cwd=tmp_path, env=clean_env()
+    )
     assert check.returncode == 0
-    assert "include-system-site-packages = true" in \
-        (root / "opt/gauge-agent/venv/pyvenv.cfg").read_text()
+    assert (
+        "include-system-site-packages = true"
+        in (root / "opt/gauge-agent/venv/pyvenv.cfg").read_text()
+    )
 
 
 @needs_sysusers
-def test_the_installer_never_overwrites_a_configuration_and_uninstall_keeps_it(wheelhouse,
-                                                                              tmp_path):
+def test_the_installer_never_overwrites_a_configuration_and_uninstall_keeps_it(
+    wheelhouse, tmp_path
+):
     root = tmp_path / "root"
     args = ("--root", str(root), "--wheelhouse", str(wheelhouse), "--no-apt", "--extras", "none")
     assert install(*args).returncode == 0
@@ -242,13 +337,13 @@ def test_the_installer_never_overwrites_a_configuration_and_uninstall_keeps_it(w
     (etc / "config.toml").write_text("# the technician's own\n")
     (etc / "calibration.toml").write_text("[calibration]\nsensor_elevation_m = 10.43\n")
     (etc / "token").write_text("secret-token\n")
-    os.chmod(etc / "config.toml", 0o600)             # as an old install left it
+    os.chmod(etc / "config.toml", 0o600)  # as an old install left it
     again = install(*args)
     assert again.returncode == 0, again.stderr
     assert (etc / "config.toml").read_text() == "# the technician's own\n"
     assert (etc / "calibration.toml").read_text().endswith("10.43\n")
     assert (etc / "token").read_text() == "secret-token\n"
-    assert stat.S_IMODE((etc / "config.toml").stat().st_mode) == 0o640   # readable by the service
+    assert stat.S_IMODE((etc / "config.toml").stat().st_mode) == 0o640  # readable by the service
     assert stat.S_IMODE((etc / "token").stat().st_mode) == 0o600
     assert "secret-token" not in again.stdout + again.stderr
 
@@ -265,24 +360,46 @@ def test_the_installer_never_overwrites_a_configuration_and_uninstall_keeps_it(w
 def test_an_upgrade_keeps_the_version_before_it_and_rollback_goes_back(wheelhouse, tmp_path):
     """A newer gauge-agent (this tree with its version bumped) over the installed one."""
     newer_tree = tmp_path / "newer"
-    shutil.copytree(ROOT, newer_tree, ignore=shutil.ignore_patterns(".venv", ".git", "*.egg-info",
-                                                                    "build", "__pycache__"))
+    shutil.copytree(
+        ROOT,
+        newer_tree,
+        ignore=shutil.ignore_patterns(".venv", ".git", "*.egg-info", "build", "__pycache__"),
+    )
     init = newer_tree / "agent" / "__init__.py"
     init.write_text(init.read_text().replace('__version__ = "', '__version__ = "99.'))
     newer_house = tmp_path / "wheels-newer"
     shutil.copytree(wheelhouse, newer_house)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir",
-                    str(newer_house), str(newer_tree)], check=True, timeout=300,
-                   capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--wheel-dir",
+            str(newer_house),
+            str(newer_tree),
+        ],
+        check=True,
+        timeout=300,
+        capture_output=True,
+    )
     root = tmp_path / "root"
     common = ("--root", str(root), "--no-apt", "--extras", "none")
     assert install(*common, "--wheelhouse", str(wheelhouse)).returncode == 0
     venv_python = root / "opt/gauge-agent/venv/bin/python"
 
     def version() -> str:
-        return subprocess.run([str(venv_python), "-c", "import agent; print(agent.__version__)"],
-                              capture_output=True, text=True, cwd=tmp_path, env=clean_env(),
-                              check=True).stdout.strip()
+        return subprocess.run(
+            [str(venv_python), "-c", "import agent; print(agent.__version__)"],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env=clean_env(),
+            check=True,
+        ).stdout.strip()
+
     old = version()
     upgraded = install(*common, "--wheelhouse", str(newer_house))
     assert upgraded.returncode == 0, upgraded.stderr

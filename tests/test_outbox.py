@@ -82,16 +82,16 @@ def test_a_full_backlog_drops_the_oldest_readings_never_events(tmp_path):
         assert stats["dropped"] > 0
         remaining = box.next_batch(100000)
         events = [r for r in remaining if r.type == EVENT]
-        assert events[0].body == {"kind": "level", "state": "siaga"}     # kept
+        assert events[0].body == {"kind": "level", "state": "siaga"}  # kept
         assert any(r.body.get("kind") == "outbox" and r.body["dropped"] > 0 for r in events)
         readings = [r.seq for r in remaining if r.type == READING]
-        assert readings == sorted(readings) and readings[0] > 2           # the oldest went
+        assert readings == sorted(readings) and readings[0] > 2  # the oldest went
         assert stats["depth"] == len(remaining)
     finally:
         box.close()
     again = Outbox(tmp_path / "o.sqlite", max_backlog_mb=0.25)
     try:
-        assert again.stats()["dropped"] == stats["dropped"]               # it persists
+        assert again.stats()["dropped"] == stats["dropped"]  # it persists
     finally:
         again.close()
 
@@ -99,11 +99,11 @@ def test_a_full_backlog_drops_the_oldest_readings_never_events(tmp_path):
 def test_a_full_disk_holds_records_in_memory_and_writes_them_when_space_returns(tmp_path):
     box = Outbox(tmp_path / "o.sqlite", max_page_count=12)
     try:
-        fill(box, 2000)                 # far more than 12 pages of 4 KiB hold
+        fill(box, 2000)  # far more than 12 pages of 4 KiB hold
         stats = box.stats()
         assert stats["storage_error"] == "database or disk is full"
         assert stats["held_in_memory"] > 0
-        box.max_page_count = None       # space again
+        box.max_page_count = None  # space again
         box.submit(READING, 1.8e9, {"level_m": 7.5, "ok": True})
         assert box.flush(timeout=15)
         assert box.stats()["storage_error"] is None
@@ -114,7 +114,8 @@ def test_a_full_disk_holds_records_in_memory_and_writes_them_when_space_returns(
 
 
 def test_an_acknowledgement_the_card_refuses_keeps_the_records_queued_and_is_a_storage_problem(
-        outbox, caplog):
+    outbox, caplog
+):
     # A card the kernel remounted read-only (what ext4 does on an I/O error), seen by the
     # uploader's own connection: its DELETE fails. That is a storage problem, not a crash of
     # the uploader; the records stay and go again (upstream deduplicates them).
@@ -138,8 +139,11 @@ def test_dead_letters_are_capped_and_counted(tmp_path):
         for record in box.next_batch(5):
             box.dead_letter(record, 422, "level_m must be a number")
         assert box.stats()["dead_lettered"] == 5 and box.stats()["depth"] == 0
-        kept = sqlite3.connect(tmp_path / "o.sqlite").execute(
-            "SELECT seq FROM dead_letters ORDER BY seq").fetchall()
+        kept = (
+            sqlite3.connect(tmp_path / "o.sqlite")
+            .execute("SELECT seq FROM dead_letters ORDER BY seq")
+            .fetchall()
+        )
         assert kept == [(3,), (4,), (5,)]
     finally:
         box.close()
@@ -161,9 +165,11 @@ def test_committed_records_are_in_the_write_ahead_log_with_full_sync(outbox):
     assert outbox._connection().execute("PRAGMA synchronous").fetchone() == (2,)  # FULL
 
 
+@pytest.mark.slow
 def test_a_damaged_outbox_is_moved_aside_and_a_new_epoch_begins(tmp_path, caplog):
     from agent.daemon import open_outbox
     from tests.conftest import config_from
+
     state = tmp_path / "state"
     state.mkdir()
     (state / "outbox.sqlite").write_bytes(b"this is not a database, the card lost it" * 100)
@@ -180,12 +186,14 @@ def test_a_damaged_outbox_is_moved_aside_and_a_new_epoch_begins(tmp_path, caplog
 
 
 def test_an_unwritable_state_directory_holds_records_until_the_outbox_can_be_opened(
-        tmp_path, monkeypatch):
+    tmp_path, monkeypatch
+):
     """The old daemon ran without an outbox for its whole run when the card was full or
     read-only at start: zero records upstream even after space returned."""
     import agent.outbox
     from agent.daemon import open_outbox
     from tests.conftest import config_from
+
     monkeypatch.setattr(agent.outbox, "RETRY_WRITE_S", 0.2)
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
@@ -194,8 +202,8 @@ def test_an_unwritable_state_directory_holds_records_until_the_outbox_can_be_ope
         assert problem is None and box.storage_error.startswith("cannot open:")
         fill(box, 3)
         assert box.flush(timeout=5) and box.stats()["held_in_memory"] == 3
-        assert box.next_batch(10) == []            # nothing to send before it is open
-        blocker.unlink()                            # the technician frees the card
+        assert box.next_batch(10) == []  # nothing to send before it is open
+        blocker.unlink()  # the technician frees the card
         (blocker / "state").mkdir(parents=True)
         deadline = time.monotonic() + 10
         while box.stats()["held_in_memory"] and time.monotonic() < deadline:
@@ -206,14 +214,17 @@ def test_an_unwritable_state_directory_holds_records_until_the_outbox_can_be_ope
         box.close()
 
 
+@pytest.mark.slow
 def test_a_damaged_meta_value_moves_the_file_aside_and_its_records_are_sent_under_their_epoch(
-        tmp_path, caplog):
+    tmp_path, caplog
+):
     """A damaged value in meta crashed the old daemon at every start (a restart loop, no
     siren), and the readable records of a file moved aside were never sent."""
     from agent.daemon import open_outbox, salvage_uploaders
     from agent.receiver import ReferenceReceiver
     from agent.supervision import ThreadHealth
     from tests.conftest import config_from
+
     state = tmp_path / "state"
     old = Outbox(state / "outbox.sqlite")
     fill(old, 6)
@@ -225,9 +236,15 @@ def test_a_damaged_meta_value_moves_the_file_aside_and_its_records_are_sent_unde
     connection.close()
     token = tmp_path / "token"
     token.write_text("salvage-token")
-    receiver = ReferenceReceiver(tmp_path / "receiver.sqlite", {"benanga-01": "salvage-token"}).start()
-    config = config_from({"storage": {"state_dir": str(state)},
-                          "uplink": {"url": receiver.url, "token_file": str(token)}})
+    receiver = ReferenceReceiver(
+        tmp_path / "receiver.sqlite", {"benanga-01": "salvage-token"}
+    ).start()
+    config = config_from(
+        {
+            "storage": {"state_dir": str(state)},
+            "uplink": {"url": receiver.url, "token_file": str(token)},
+        }
+    )
     health = ThreadHealth()
     box, problem = open_outbox(config, health)
     drains = salvage_uploaders(config, health)
@@ -250,13 +267,16 @@ def test_a_damaged_meta_value_moves_the_file_aside_and_its_records_are_sent_unde
 
 def test_a_second_daemon_on_the_same_state_directory_is_refused_with_the_holders_pid(tmp_path):
     import os
+
     from agent.statelock import StateDirectoryBusy, StateLock
+
     first = StateLock(tmp_path).acquire()
     try:
         with pytest.raises(StateDirectoryBusy) as refused:
             StateLock(tmp_path).acquire()
-        assert f"another gauge-agent (pid {os.getpid()}) is running on {tmp_path}" in \
-            str(refused.value)
+        assert f"another gauge-agent (pid {os.getpid()}) is running on {tmp_path}" in str(
+            refused.value
+        )
     finally:
         first.release()
-    StateLock(tmp_path).acquire().release()     # free again once the first has gone
+    StateLock(tmp_path).acquire().release()  # free again once the first has gone

@@ -8,8 +8,16 @@ from agent.annunciator import Annunciator, Frame
 from agent.outputs import GpioOutputs
 from tests.conftest import config_from
 
-CONFIG = config_from({"outputs": {"silence_s": 600.0, "siren_max_on_s": 300.0,
-                                  "siren_rest_s": 30.0, "heartbeat_s": 5.0}})
+CONFIG = config_from(
+    {
+        "outputs": {
+            "silence_s": 600.0,
+            "siren_max_on_s": 300.0,
+            "siren_rest_s": 30.0,
+            "heartbeat_s": 5.0,
+        }
+    }
+)
 SIAGA, AWAS, WASPADA = 2, 3, 1
 
 
@@ -28,7 +36,14 @@ def test_siaga_sounds_five_seconds_in_thirty_with_a_steady_red_lamp():
     annunciator = Annunciator(CONFIG, 0.0)
     annunciator.set_alarm(100.0, SIAGA, [])
     assert siren_at(annunciator, [100.0, 104.9, 105.0, 129.9, 130.0, 134.9, 135.0]) == [
-        True, True, False, False, True, True, False]
+        True,
+        True,
+        False,
+        False,
+        True,
+        True,
+        False,
+    ]
     assert {annunciator.render(t).red for t in (100.2, 100.7, 117.0)} == {True}
 
 
@@ -37,7 +52,12 @@ def test_awas_sounds_continuously_with_a_blinking_red_lamp():
     annunciator.set_alarm(10.0, AWAS, [])
     assert siren_at(annunciator, [10.0, 50.0, 200.0, 309.9]) == [True] * 4
     assert [annunciator.render(t).red for t in (10.0, 10.4, 10.5, 10.9, 11.0)] == [
-        True, True, False, False, True]
+        True,
+        True,
+        False,
+        False,
+        True,
+    ]
 
 
 def test_duty_limit_rests_the_siren_then_resumes():
@@ -53,9 +73,10 @@ def test_silence_button_mutes_until_silence_s_and_escalation_resounds():
     assert annunciator.render(1.0).siren
     assert annunciator.silence(2.0)
     assert siren_at(annunciator, [2.0, 30.0, 601.9]) == [False, False, False]
-    assert annunciator.render(602.0 + 28.0).siren   # silence over: pattern goes on (on phase)
-    annunciator.silence(700.0)
-    annunciator.set_alarm(710.0, AWAS, [])           # escalation sounds it again at once
+    assert annunciator.render(602.0 + 28.0).siren  # silence over: pattern goes on (on phase)
+    assert annunciator.silence(700.0)
+    assert siren_at(annunciator, [700.0, 705.0, 709.9]) == [False, False, False]
+    annunciator.set_alarm(710.0, AWAS, [])  # escalation sounds it again at once
     assert annunciator.render(710.0).siren
 
 
@@ -78,10 +99,18 @@ def test_faults_blink_amber_and_do_not_touch_the_siren():
 def test_green_heartbeat_flashes_every_heartbeat_s():
     annunciator = Annunciator(CONFIG, 0.0)
     assert [annunciator.render(t).green for t in (0.0, 0.19, 0.2, 4.9, 5.0, 5.1, 5.3)] == [
-        True, True, False, False, True, True, False]
+        True,
+        True,
+        False,
+        False,
+        True,
+        True,
+        False,
+    ]
 
 
 # -- through gpiozero, exact pin histories ---------------------------------------------------
+
 
 def states(factory, pin: int) -> list[bool]:
     return [bool(s.state) for s in factory.pin(pin).states]
@@ -104,9 +133,15 @@ def test_pins_follow_an_escalation_exactly(mock_factory):
     # Each history starts with the pin's initial low state; the siren sounds at 10 (siaga),
     # stops at 15, sounds again at 40, and is switched off when the outputs close.
     assert states(mock_factory, 17) == [False, True, False, True, False]
-    assert states(mock_factory, 24) == [False, True, False]          # red: siaga, off on close
-    assert states(mock_factory, 23) == [False, True, False]          # amber: waspada only
-    assert states(mock_factory, 22) == [False, True, False, True, False]  # heartbeat flashes at 10, 15
+    assert states(mock_factory, 24) == [False, True, False]  # red: siaga, off on close
+    assert states(mock_factory, 23) == [False, True, False]  # amber: waspada only
+    assert states(mock_factory, 22) == [
+        False,
+        True,
+        False,
+        True,
+        False,
+    ]  # heartbeat flashes at 10, 15
 
 
 def test_active_low_siren_relay_is_driven_inverted(mock_factory):
@@ -124,8 +159,9 @@ def test_active_low_siren_relay_is_driven_inverted(mock_factory):
 
 def test_silence_button_press_reaches_the_annunciator(mock_factory):
     pressed = []
-    outputs = GpioOutputs(CONFIG.outputs, pin_factory=mock_factory,
-                          on_silence=lambda: pressed.append(True))
+    outputs = GpioOutputs(
+        CONFIG.outputs, pin_factory=mock_factory, on_silence=lambda: pressed.append(True)
+    )
     try:
         button = mock_factory.pin(27)
         button.drive_low()
@@ -166,18 +202,35 @@ from hypothesis import strategies as st  # noqa: E402
 
 
 @settings(max_examples=600, deadline=None)
-@given(warning=st.integers(0, 3), faults=st.booleans(), silenced=st.booleans(),
-       start=st.floats(0, 1e5), steps=st.lists(st.floats(0.0005, 40), min_size=1, max_size=25),
-       heartbeat=st.sampled_from([0.5, 5.0, 7.3]), max_on=st.sampled_from([1.0, 12.5, 300.0]),
-       silence_s=st.sampled_from([0.7, 9.0, 600.0]))
+@given(
+    warning=st.integers(0, 3),
+    faults=st.booleans(),
+    silenced=st.booleans(),
+    start=st.floats(0, 1e5),
+    steps=st.lists(st.floats(0.0005, 40), min_size=1, max_size=25),
+    heartbeat=st.sampled_from([0.5, 5.0, 7.3]),
+    max_on=st.sampled_from([1.0, 12.5, 300.0]),
+    silence_s=st.sampled_from([0.7, 9.0, 600.0]),
+)
+@pytest.mark.slow
 def test_the_frame_never_changes_before_the_moment_next_change_names(
-        warning, faults, silenced, start, steps, heartbeat, max_on, silence_s):
+    warning, faults, silenced, start, steps, heartbeat, max_on, silence_s
+):
     """Sleeping until next_change misses nothing: at any moment before it the frame is the one
     rendered when it was computed, and just after it the thread renders again."""
-    annunciator = Annunciator(config_from({"outputs": {"heartbeat_s": heartbeat,
-                                                       "siren_max_on_s": max_on,
-                                                       "siren_rest_s": 3.0,
-                                                       "silence_s": silence_s}}), start)
+    annunciator = Annunciator(
+        config_from(
+            {
+                "outputs": {
+                    "heartbeat_s": heartbeat,
+                    "siren_max_on_s": max_on,
+                    "siren_rest_s": 3.0,
+                    "silence_s": silence_s,
+                }
+            }
+        ),
+        start,
+    )
     annunciator.set_alarm(start, warning, ["stale"] if faults else [])
     if silenced:
         annunciator.silence(start + 0.1)
@@ -185,14 +238,14 @@ def test_the_frame_never_changes_before_the_moment_next_change_names(
     for step in steps:
         frame = annunciator.render(now)
         wake = annunciator.next_change(now)
-        assert wake >= now       # == only when now sits on an edge to the last bit
+        assert wake >= now  # == only when now sits on an edge to the last bit
         # What the output thread would see if it woke anywhere before the edge: nothing new.
         for fraction in (0.25, 0.5, 0.999):
             moment = now + (wake - now) * fraction
             if moment < wake - 1e-6:
-                probe = copy.copy(annunciator)    # render moves the duty-cycle state on
+                probe = copy.copy(annunciator)  # render moves the duty-cycle state on
                 assert probe.render(moment) == frame, (now, moment, wake)
-        now = min(wake + 0.001, now + step)     # it sleeps to the edge or is woken earlier
+        now = min(wake + 0.001, now + step)  # it sleeps to the edge or is woken earlier
 
 
 def test_an_idle_gauge_renders_twice_a_heartbeat_not_twenty_times_a_second():
@@ -204,4 +257,4 @@ def test_an_idle_gauge_renders_twice_a_heartbeat_not_twenty_times_a_second():
         annunciator.render(now)
         renders += 1
         now = annunciator.next_change(now) + 0.001
-    assert renders == 8        # the green flash on and off, four heartbeats (was 400 ticks)
+    assert renders == 8  # the green flash on and off, four heartbeats (was 400 ticks)

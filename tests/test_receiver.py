@@ -28,9 +28,21 @@ def receiver(tmp_path):
 
 
 def batch(station: str = "benanga-01", seq: int = 1) -> bytes:
-    return json.dumps({"station": station, "epoch": EPOCH, "records": [
-        {"seq": seq, "type": "reading", "time": "2026-11-27T06:41:20.496Z", "level_m": 7.9,
-         "ok": True}]}).encode()
+    return json.dumps(
+        {
+            "station": station,
+            "epoch": EPOCH,
+            "records": [
+                {
+                    "seq": seq,
+                    "type": "reading",
+                    "time": "2026-11-27T06:41:20.496Z",
+                    "level_m": 7.9,
+                    "ok": True,
+                }
+            ],
+        }
+    ).encode()
 
 
 def post(receiver, body: bytes | None, headers: dict) -> tuple[int, dict]:
@@ -51,6 +63,7 @@ def bearer(token: str = "token-benanga") -> dict:
     return {"Authorization": f"Bearer {token}"}
 
 
+@pytest.mark.slow
 def test_a_good_batch_is_stored_once(receiver):
     body = batch()
     headers = {**bearer(), "Content-Length": str(len(body))}
@@ -58,6 +71,7 @@ def test_a_good_batch_is_stored_once(receiver):
     assert post(receiver, body, headers) == (200, {"accepted": 0, "duplicates": 1})
 
 
+@pytest.mark.slow
 def test_authentication_comes_before_the_body(receiver):
     """A stranger announcing 8 MiB is answered at once, with nothing read."""
     started = time.monotonic()
@@ -67,31 +81,40 @@ def test_authentication_comes_before_the_body(receiver):
     assert status == 403 and time.monotonic() - started < 2
 
 
-@pytest.mark.parametrize("headers, status", [
-    ({}, 411),                                            # no Content-Length
-    ({"Transfer-Encoding": "chunked"}, 411),
-    ({"Content-Length": "-1"}, 400),                      # read until EOF: +200 MiB before
-    ({"Content-Length": "abc"}, 400),
-    ({"Content-Length": str(MAX_BODY_BYTES + 1)}, 413),
-])
+@pytest.mark.parametrize(
+    "headers, status",
+    [
+        ({}, 411),  # no Content-Length
+        ({"Transfer-Encoding": "chunked"}, 411),
+        ({"Content-Length": "-1"}, 400),  # read until EOF: +200 MiB before
+        ({"Content-Length": "abc"}, 400),
+        ({"Content-Length": str(MAX_BODY_BYTES + 1)}, 413),
+    ],
+)
+@pytest.mark.slow
 def test_the_length_is_required_and_bounded(receiver, headers, status):
     assert post(receiver, None, {**bearer(), **headers})[0] == status
 
 
-@pytest.mark.parametrize("body, status, reason", [
-    (b"{not json", 400, "not JSON"),
-    (b"[" * 100000 + b"]" * 100000, 400, "not JSON"),     # RecursionError in json
-    (b"[" * 30 + b"]" * 30, 400, "nests deeper"),
-    (b"\xff\xfe", 400, "not JSON"),
-    (batch(station="bad station"), 422, "station must be"),
-    (json.dumps({"station": "benanga-01", "epoch": "x", "records": []}).encode(), 422, "epoch"),
-    (batch(seq=2**63), 422, "records[0].seq"),
-])
+@pytest.mark.parametrize(
+    "body, status, reason",
+    [
+        (b"{not json", 400, "not JSON"),
+        (b"[" * 100000 + b"]" * 100000, 400, "not JSON"),  # RecursionError in json
+        (b"[" * 30 + b"]" * 30, 400, "nests deeper"),
+        (b"\xff\xfe", 400, "not JSON"),
+        (batch(station="bad station"), 422, "station must be"),
+        (json.dumps({"station": "benanga-01", "epoch": "x", "records": []}).encode(), 422, "epoch"),
+        (batch(seq=2**63), 422, "records[0].seq"),
+    ],
+)
+@pytest.mark.slow
 def test_every_bad_input_is_a_4xx_with_a_json_reason(receiver, body, status, reason):
     answer_status, answer = post(receiver, body, {**bearer(), "Content-Length": str(len(body))})
     assert answer_status == status and reason in answer["error"]
 
 
+@pytest.mark.slow
 def test_a_seq_sqlite_cannot_hold_leaves_no_transaction_open(receiver):
     """One authenticated batch with seq >= 2**63 left the old receiver's connection inside an
     open transaction: every POST after it got no answer while /health said OK."""
@@ -101,15 +124,19 @@ def test_a_seq_sqlite_cannot_hold_leaves_no_transaction_open(receiver):
     assert post(receiver, good, {**bearer(), "Content-Length": str(len(good))})[0] == 200
 
 
+@pytest.mark.slow
 def test_a_gauge_can_post_only_as_its_own_station(receiver):
     body = batch(station="benanga-02")
-    status, answer = post(receiver, body, {**bearer("token-benanga"),
-                                           "Content-Length": str(len(body))})
+    status, answer = post(
+        receiver, body, {**bearer("token-benanga"), "Content-Length": str(len(body))}
+    )
     assert status == 403 and "for station 'benanga-01'" in answer["error"]
-    assert post(receiver, body, {**bearer("token-second"),
-                                 "Content-Length": str(len(body))})[0] == 200
+    assert (
+        post(receiver, body, {**bearer("token-second"), "Content-Length": str(len(body))})[0] == 200
+    )
 
 
+@pytest.mark.slow
 def test_past_the_worker_pool_new_connections_get_503_at_once(receiver):
     idle = [socket.create_connection(("127.0.0.1", receiver.port)) for _ in range(WORKERS)]
     try:
@@ -123,21 +150,44 @@ def test_past_the_worker_pool_new_connections_get_503_at_once(receiver):
             connection.close()
 
 
-@pytest.mark.skipif(subprocess.run(["which", "openssl"], capture_output=True).returncode,
-                    reason="openssl is not installed")
+@pytest.mark.slow
+@pytest.mark.skipif(
+    subprocess.run(["which", "openssl"], capture_output=True).returncode,
+    reason="openssl is not installed",
+)
 def test_with_tls_an_idle_client_does_not_block_the_others(tmp_path):
     """The old receiver did the TLS handshake in its accept loop: one connection that never
     spoke blocked every client."""
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
     server = ReferenceReceiver(tmp_path / "r.sqlite", TOKENS, tls_cert=cert, tls_key=key).start()
-    silent = socket.create_connection(("127.0.0.1", server.port))   # never says a word
+    silent = socket.create_connection(("127.0.0.1", server.port))  # never says a word
     try:
         context = ssl.create_default_context(cafile=str(cert))
-        connection = http.client.HTTPSConnection("127.0.0.1", server.port, context=context,
-                                                 timeout=5)
+        connection = http.client.HTTPSConnection(
+            "127.0.0.1", server.port, context=context, timeout=5
+        )
         connection.request("GET", "/health")
         assert connection.getresponse().status == 200
         connection.close()
@@ -146,26 +196,34 @@ def test_with_tls_an_idle_client_does_not_block_the_others(tmp_path):
         server.close()
 
 
-@pytest.mark.parametrize("content, problem", [
-    ("", "no `station-id token` line"),
-    ("# only a comment\n", "no `station-id token` line"),
-    ("just-a-token\n", "must be `station-id token`"),
-    ("bad/station token\n", "is not a station id"),
-    ("a t1\nb t1\n", "already another station's"),
-])
-def test_a_token_file_that_would_accept_anyone_or_is_ambiguous_is_refused(tmp_path, content,
-                                                                          problem):
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        ("", "no `station-id token` line"),
+        ("# only a comment\n", "no `station-id token` line"),
+        ("just-a-token\n", "must be `station-id token`"),
+        ("bad/station token\n", "is not a station id"),
+        ("a t1\nb t1\n", "already another station's"),
+    ],
+)
+def test_a_token_file_that_would_accept_anyone_or_is_ambiguous_is_refused(
+    tmp_path, content, problem
+):
     path = tmp_path / "tokens"
     path.write_text(content)
     with pytest.raises(ValueError, match=problem.replace("(", r"\(")):
         read_token_file(path)
-    result = subprocess.run([sys.executable, "-m", "agent.receiver", "--token-file", str(path),
-                             "--port", "0"], capture_output=True, text=True, cwd=ROOT, timeout=30)
+    result = subprocess.run(
+        [sys.executable, "-m", "agent.receiver", "--token-file", str(path), "--port", "0"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=30,
+    )
     assert result.returncode == 1 and problem in result.stderr
 
 
 def test_a_token_file_with_a_bom_and_comments_maps_stations(tmp_path):
     path = tmp_path / "tokens"
-    path.write_text("\ufeff# gauges\nbenanga-01 abc  # the dam\nbenanga-02 def\n",
-                    encoding="utf-8")
+    path.write_text("\ufeff# gauges\nbenanga-01 abc  # the dam\nbenanga-02 def\n", encoding="utf-8")
     assert read_token_file(path) == {"benanga-01": "abc", "benanga-02": "def"}

@@ -8,6 +8,8 @@ from __future__ import annotations
 import contextlib
 import signal
 
+import pytest
+
 from tests.conftest import daemon_status, fast_config_text, running_daemon, wait_for
 
 ORDER = ["normal", "waspada", "siaga", "awas"]
@@ -20,6 +22,7 @@ def handles_sighup(pid: int) -> bool:
     return any(int(masks[name], 16) & 1 for name in ("SigIgn", "SigCgt"))
 
 
+@pytest.mark.slow
 def test_a_bad_file_is_reported_and_the_running_configuration_kept(tmp_path):
     config = tmp_path / "config.toml"
     config.write_text(fast_config_text(tmp_path), encoding="utf-8")
@@ -28,8 +31,7 @@ def test_a_bad_file_is_reported_and_the_running_configuration_kept(tmp_path):
         wait_for(lambda: daemon_status(tmp_path).get("samples", 0) > 3, 20, "samples")
         config.write_text(config.read_text().replace("burst = 3", "burst = 0"), encoding="utf-8")
         process.send_signal(signal.SIGHUP)
-        wait_for(lambda: "the running configuration stays" in log.read_text(), 10,
-                 "the refusal")
+        wait_for(lambda: "the running configuration stays" in log.read_text(), 10, "the refusal")
         before = daemon_status(tmp_path)["samples"]
         wait_for(lambda: daemon_status(tmp_path)["samples"] > before + 3, 10, "more samples")
         assert process.poll() is None
@@ -40,21 +42,31 @@ def test_a_bad_file_is_reported_and_the_running_configuration_kept(tmp_path):
     assert "configuration reloaded" not in text and "Traceback" not in text
 
 
+@pytest.mark.slow
 def test_a_valid_file_is_applied_during_a_flood_without_dropping_the_warning(tmp_path):
     config = tmp_path / "config.toml"
     config.write_text(fast_config_text(tmp_path), encoding="utf-8")
     log = tmp_path / "daemon.log"
     with open(log, "w") as stderr, running_daemon(config, "--simulate", stderr=stderr) as process:
-        wait_for(lambda: daemon_status(tmp_path).get("warning") in ("siaga", "awas"), 60,
-                 "the flood to reach siaga")
+        wait_for(
+            lambda: daemon_status(tmp_path).get("warning") in ("siaga", "awas"),
+            60,
+            "the flood to reach siaga",
+        )
         before = daemon_status(tmp_path)
-        config.write_text(config.read_text() + '\n[station]\nname = "Benanga, reloaded"\n',
-                          encoding="utf-8")
+        config.write_text(
+            config.read_text() + '\n[station]\nname = "Benanga, reloaded"\n', encoding="utf-8"
+        )
         process.send_signal(signal.SIGHUP)
         wait_for(lambda: "configuration reloaded" in log.read_text(), 10, "the reload")
         # The first status the new configuration writes already carries the warning.
-        after = wait_for(lambda: (lambda s: s if s["samples"] > before["samples"] else None)(
-            daemon_status(tmp_path)), 10, "a sample after the reload")
+        after = wait_for(
+            lambda: (lambda s: s if s["samples"] > before["samples"] else None)(
+                daemon_status(tmp_path)
+            ),
+            10,
+            "a sample after the reload",
+        )
         assert ORDER.index(after["warning"]) >= ORDER.index(before["warning"])
         assert after["siren"]["pattern"] != "off" and after["pid"] == before["pid"]
         process.send_signal(signal.SIGTERM)
@@ -63,6 +75,7 @@ def test_a_valid_file_is_applied_during_a_flood_without_dropping_the_warning(tmp
     assert text.count("gauge-agent 0.1.0 started") == 2 and "Traceback" not in text
 
 
+@pytest.mark.slow
 def test_a_sighup_during_start_up_does_not_kill_the_daemon(tmp_path):
     config = tmp_path / "config.toml"
     config.write_text(fast_config_text(tmp_path), encoding="utf-8")

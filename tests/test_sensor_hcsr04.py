@@ -15,10 +15,17 @@ from agent.sensors.temperature import TemperatureSource, compensation_factor, sp
 from tests.conftest import config_from
 from tests.fake_blinka import Transducer, VirtualTime, make_modules
 
-CONFIG = config_from({"sensor": {"kind": "hcsr04", "burst": 5,
-                                 "hcsr04": {"trigger_pin": 5, "echo_pin": 6},
-                                 "temperature": {"fixed_c": 30.0}},
-                      "filter": {"acquire_samples": 1}})
+CONFIG = config_from(
+    {
+        "sensor": {
+            "kind": "hcsr04",
+            "burst": 5,
+            "hcsr04": {"trigger_pin": 5, "echo_pin": 6},
+            "temperature": {"fixed_c": 30.0},
+        },
+        "filter": {"acquire_samples": 1},
+    }
+)
 
 
 @pytest.fixture
@@ -31,6 +38,7 @@ def pins(monkeypatch):
     monkeypatch.setitem(sys.modules, "pulseio", None)  # no PulseIn: the library bit-bangs
     monkeypatch.delitem(sys.modules, "adafruit_hcsr04", raising=False)
     import adafruit_hcsr04
+
     monkeypatch.setattr(adafruit_hcsr04, "time", clock)
     return transducer
 
@@ -52,15 +60,16 @@ def test_distance_is_corrected_for_the_air_temperature(pins):
     reads = sensor(pins, temperature_c=30.0).read_burst(5)
     assert [reason for _, reason in reads] == [None] * 5
     for centimetres, _ in reads:
-        assert centimetres == pytest.approx(300.0, abs=0.1)   # the library alone says 292.3
+        assert centimetres == pytest.approx(300.0, abs=0.1)  # the library alone says 292.3
 
 
 def test_a_wrong_temperature_is_a_wrong_distance(pins):
     """The compensation is doing the work: assume 340 m/s (about 15 C) at 30 C and miss."""
     pins.distance_m, pins.temperature_c = 3.0, 30.0
     centimetres, _ = sensor(pins, temperature_c=15.0).read_burst(1)[0]
-    assert centimetres == pytest.approx(300.0 * speed_of_sound_m_s(15.0) / speed_of_sound_m_s(30.0),
-                                        abs=0.1)
+    assert centimetres == pytest.approx(
+        300.0 * speed_of_sound_m_s(15.0) / speed_of_sound_m_s(30.0), abs=0.1
+    )
 
 
 def test_no_echo_is_no_reading_never_a_distance(pins):
@@ -76,10 +85,12 @@ def test_reads_in_a_burst_are_at_least_60_ms_apart(pins):
 
 def test_burst_median_becomes_the_level_below_the_sensor(pins):
     from agent.pipeline import Pipeline
+
     driver = sensor(pins)
     pins.distance_m = 2.9
     measurement = Pipeline(CONFIG, driver.value_kind, driver.unit_to_m).process_burst(
-        0.0, driver.read_burst(5))
+        0.0, driver.read_burst(5)
+    )
     assert measurement.level_m == pytest.approx(10.40 - 2.9, abs=0.002)
 
 
@@ -87,25 +98,29 @@ def test_ds18b20_probe_is_used_and_a_failing_one_falls_back_to_the_fixed_value(t
     device = tmp_path / "28-00000abcdef"
     device.mkdir()
     (device / "temperature").write_text("27125\n")
-    source = TemperatureSource(TemperatureConfig(source="ds18b20", fixed_c=30.0),
-                               w1_devices=str(tmp_path))
+    source = TemperatureSource(
+        TemperatureConfig(source="ds18b20", fixed_c=30.0), w1_devices=str(tmp_path)
+    )
     assert source.read() == 27.125 and source.health()["temperature_source"] == "ds18b20"
-    (device / "temperature").write_text("85000\n")          # power-on value: not a reading
+    (device / "temperature").write_text("85000\n")  # power-on value: not a reading
     assert source.read() == 30.0
     (device / "temperature").unlink()
-    (device / "w1_slave").write_text("72 01 4b 46 7f ff 0e 10 57 : crc=57 NO\n"
-                                     "72 01 4b 46 7f ff 0e 10 57 t=23125\n")
-    assert source.read() == 30.0                           # failed CRC: fall back
-    (device / "w1_slave").write_text("72 01 4b 46 7f ff 0e 10 57 : crc=57 YES\n"
-                                     "72 01 4b 46 7f ff 0e 10 57 t=23125\n")
+    (device / "w1_slave").write_text(
+        "72 01 4b 46 7f ff 0e 10 57 : crc=57 NO\n72 01 4b 46 7f ff 0e 10 57 t=23125\n"
+    )
+    assert source.read() == 30.0  # failed CRC: fall back
+    (device / "w1_slave").write_text(
+        "72 01 4b 46 7f ff 0e 10 57 : crc=57 YES\n72 01 4b 46 7f ff 0e 10 57 t=23125\n"
+    )
     assert source.read() == 23.125
     health = source.health()
     assert (health["temperature_fallbacks"], health["temperature_error"]) == (2, None)
 
 
 def test_missing_probe_falls_back_and_says_why(tmp_path):
-    source = TemperatureSource(TemperatureConfig(source="ds18b20", fixed_c=29.0),
-                               w1_devices=str(tmp_path))
+    source = TemperatureSource(
+        TemperatureConfig(source="ds18b20", fixed_c=29.0), w1_devices=str(tmp_path)
+    )
     assert source.read() == 29.0
     assert "no DS18B20" in source.health()["temperature_error"]
 
@@ -126,7 +141,7 @@ def test_without_the_hcsr04_extra_the_error_names_what_to_install(monkeypatch):
 
 def test_daemon_samples_the_hcsr04_kind(pins):
     driver = open_sensor(CONFIG)
-    driver.driver.sleep = pins.clock.sleep          # keep the burst spacing in virtual time
+    driver.driver.sleep = pins.clock.sleep  # keep the burst spacing in virtual time
     driver.driver.monotonic = pins.clock.monotonic
     daemon = Daemon(CONFIG, driver, lambda frame: None)
     try:

@@ -14,13 +14,17 @@ from tests.serial_peers import ModbusPeer, PtyLink
 
 def words_of(fmt: str, value, low_word_first: bool = False) -> list[int]:
     raw = struct.pack(">" + fmt, value)
-    words = [int.from_bytes(raw[i:i + 2], "big") for i in range(0, len(raw), 2)]
+    words = [int.from_bytes(raw[i : i + 2], "big") for i in range(0, len(raw), 2)]
     return words[::-1] if low_word_first else words
 
 
 REGISTERS = {0: words_of("h", -123)[0], 1: words_of("H", 54321)[0]}
-for address, words in ((10, words_of("f", 3.2515)), (20, words_of("f", 3.2515, True)),
-                       (30, words_of("i", -70000)), (40, words_of("I", 3_000_000_000, True))):
+for address, words in (
+    (10, words_of("f", 3.2515)),
+    (20, words_of("f", 3.2515, True)),
+    (30, words_of("i", -70000)),
+    (40, words_of("I", 3_000_000_000, True)),
+):
     REGISTERS.update({address + i: word for i, word in enumerate(words)})
 
 
@@ -35,22 +39,26 @@ def line():
 
 def sensor_for(link, **modbus) -> ModbusPressureSensor:
     settings = {"port": link.a.path, "slave_id": 7, "timeout_s": 0.3, **modbus}
-    return ModbusPressureSensor(config_from({"sensor": {"kind": "modbus-pressure",
-                                                        "modbus": settings}}))
+    return ModbusPressureSensor(
+        config_from({"sensor": {"kind": "modbus-pressure", "modbus": settings}})
+    )
 
 
-@pytest.mark.parametrize("modbus, expected", [
-    ({"register": 0, "data_type": "int16", "scale": 1.0}, -123.0),
-    ({"register": 1, "data_type": "uint16", "scale": 0.001, "function": 4}, 54.321),
-    ({"register": 10, "data_type": "float32", "word_order": "big", "scale": 1.0}, 3.2515),
-    ({"register": 20, "data_type": "float32", "word_order": "little", "scale": 1.0}, 3.2515),
-    ({"register": 30, "data_type": "int32", "scale": 1.0}, -70000.0),
-    ({"register": 40, "data_type": "uint32", "word_order": "little", "scale": 1e-9}, 3.0),
-])
+@pytest.mark.parametrize(
+    "modbus, expected",
+    [
+        ({"register": 0, "data_type": "int16", "scale": 1.0}, -123.0),
+        ({"register": 1, "data_type": "uint16", "scale": 0.001, "function": 4}, 54.321),
+        ({"register": 10, "data_type": "float32", "word_order": "big", "scale": 1.0}, 3.2515),
+        ({"register": 20, "data_type": "float32", "word_order": "little", "scale": 1.0}, 3.2515),
+        ({"register": 30, "data_type": "int32", "scale": 1.0}, -70000.0),
+        ({"register": 40, "data_type": "uint32", "word_order": "little", "scale": 1e-9}, 3.0),
+    ],
+)
 def test_every_data_type_and_word_order(line, modbus, expected):
     sensor = sensor_for(line[0], **modbus)
     try:
-        (value, reason), = sensor.read_burst(1)
+        ((value, reason),) = sensor.read_burst(1)
     finally:
         sensor.close()
     assert reason is None and value == pytest.approx(expected, rel=1e-6)
@@ -64,22 +72,36 @@ def test_pressure_units_and_water_density():
 
 
 def test_a_reading_becomes_a_level_through_calibration(line):
-    config = config_from({"sensor": {"kind": "modbus-pressure",
-                                     "modbus": {"port": line[0].a.path, "slave_id": 7,
-                                                "register": 10, "data_type": "float32",
-                                                "scale": 1.0, "unit": "m"}},
-                          "calibration": {"offset_m": 4.50}, "filter": {"acquire_samples": 1}})
+    config = config_from(
+        {
+            "sensor": {
+                "kind": "modbus-pressure",
+                "modbus": {
+                    "port": line[0].a.path,
+                    "slave_id": 7,
+                    "register": 10,
+                    "data_type": "float32",
+                    "scale": 1.0,
+                    "unit": "m",
+                },
+            },
+            "calibration": {"offset_m": 4.50},
+            "filter": {"acquire_samples": 1},
+        }
+    )
     sensor = ModbusPressureSensor(config)
     try:
         measurement = Pipeline(config, sensor.value_kind, sensor.unit_to_m).process_burst(
-            0.0, sensor.read_burst(3))
+            0.0, sensor.read_burst(3)
+        )
     finally:
         sensor.close()
     assert measurement.level_m == pytest.approx(4.50 + 3.2515, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_an_exception_response_is_no_reading(line):
-    sensor = sensor_for(line[0], register=99)          # the transmitter has no register 99
+    sensor = sensor_for(line[0], register=99)  # the transmitter has no register 99
     try:
         assert sensor.read_burst(2) == [(None, "exception_response")] * 2
     finally:
@@ -97,6 +119,7 @@ def test_a_corrupted_answer_is_a_crc_error_and_the_next_read_is_fine(line):
         sensor.close()
 
 
+@pytest.mark.slow
 def test_the_server_dying_and_coming_back(line):
     link, peer = line
     sensor = sensor_for(link, register=0, scale=1.0)
@@ -112,8 +135,9 @@ def test_the_server_dying_and_coming_back(line):
 
 
 def test_a_missing_port_is_port_error(tmp_path):
-    sensor = ModbusPressureSensor(config_from({"sensor": {"modbus": {
-        "port": str(tmp_path / "ttyUSB9")}}}))
+    sensor = ModbusPressureSensor(
+        config_from({"sensor": {"modbus": {"port": str(tmp_path / "ttyUSB9")}}})
+    )
     assert sensor.read_burst(1) == [(None, "port_error")]
     assert "port_error" in sensor.health()["last_error"]
 
@@ -122,6 +146,7 @@ def test_a_modbus_error_that_is_not_the_port_keeps_the_port_open(line):
     """Every minimalmodbus error is an OSError: the old driver called a local echo a broken
     port and reopened it at every sample."""
     import minimalmodbus
+
     link, _ = line
     sensor = sensor_for(link, register=0, scale=1.0)
     try:
@@ -130,6 +155,7 @@ def test_a_modbus_error_that_is_not_the_port_keeps_the_port_open(line):
 
         def echo_error(*args, **kwargs):
             raise minimalmodbus.LocalEchoError("local echo mismatch")
+
         instrument.read_register = echo_error
         assert sensor.read_burst(1) == [(None, "invalid_response")]
         assert sensor.instrument is instrument and instrument.serial.is_open
@@ -142,9 +168,10 @@ def test_the_rs485_adapter_is_held_exclusively_against_another_program(line):
     bus needs; the lock keeps other programs off it.)"""
     import fcntl
     import os
+
     link, _ = line
     sensor = sensor_for(link, register=0, scale=1.0)
-    other = os.open(link.a.path, os.O_RDWR | os.O_NOCTTY)     # what another program gets
+    other = os.open(link.a.path, os.O_RDWR | os.O_NOCTTY)  # what another program gets
     try:
         assert sensor.read_burst(1) == [(-123.0, None)]
         with pytest.raises(BlockingIOError):

@@ -9,31 +9,24 @@ import pytest
 
 from agent.daemon import Daemon
 from agent.sensors.simulated import SimulatedSensor
-from tests.conftest import config_from
-
-
-class FakeClock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.conftest import FakeClock, config_from
 
 
 @dataclass
 class ScenarioRun:
-    levels: list[str] = field(default_factory=list)   # each change of the threshold state
-    faults: set[str] = field(default_factory=set)     # every fault seen at any time
-    first_level_s: float | None = None                # scenario time of the first level change
+    levels: list[str] = field(default_factory=list)  # each change of the threshold state
+    faults: set[str] = field(default_factory=set)  # every fault seen at any time
+    first_level_s: float | None = None  # scenario time of the first level change
     first_rate_alarm_s: float | None = None
     daemon: Daemon | None = None
 
 
 def run_scenario(scenario: str, seed: int = 1, **sensor) -> ScenarioRun:
     """The whole scenario at the dam's own sampling periods (10 s, 2 s in alarm)."""
-    config = config_from({"sensor": {"simulated": {"scenario": scenario, "seed": seed,
-                                                   "repeat": False, **sensor}}})
-    clock = FakeClock()
+    config = config_from(
+        {"sensor": {"simulated": {"scenario": scenario, "seed": seed, "repeat": False, **sensor}}}
+    )
+    clock = FakeClock(1000.0)
     start = clock.now
     sensor_driver = SimulatedSensor(config, clock=clock)
     daemon = Daemon(config, sensor_driver, lambda frame: None, clock=clock)
@@ -83,6 +76,7 @@ def test_an_outage_raises_sensor_and_stale_and_clears():
     assert run.daemon.engine.active_faults == []
 
 
+@pytest.mark.slow
 def test_slow_rise_of_six_centimetres_an_hour_raises_the_rate_alarm_hours_before_waspada():
     run = run_scenario("slow-rise")
     assert run.levels == ["waspada", "siaga", "waspada", "normal"] and run.faults == set()

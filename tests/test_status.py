@@ -4,19 +4,32 @@ from __future__ import annotations
 
 from agent.status import one_line
 
-BASE = {"updated": "2026-11-27T06:41:20Z", "updated_epoch": 1000.0, "station": "benanga-01",
-        "running": True, "interval_s": 2.0, "level_m": 7.912, "rate_m_per_h": 0.064,
-        "state": "siaga", "warning": "siaga", "faults": ["auth"],
-        "siren": {"pattern": "intermittent", "silenced": True}}
+BASE = {
+    "updated": "2026-11-27T06:41:20Z",
+    "updated_epoch": 1000.0,
+    "station": "benanga-01",
+    "running": True,
+    "interval_s": 2.0,
+    "level_m": 7.912,
+    "rate_m_per_h": 0.064,
+    "state": "siaga",
+    "warning": "siaga",
+    "faults": ["auth"],
+    "siren": {"pattern": "intermittent", "silenced": True},
+}
 
 
 def test_shows_level_states_faults_queue_and_last_upload():
-    status = {**BASE, "outbox": {"depth": 40, "pending": 2},
-              "uplink": {"last_upload": 970.0, "last_error": "HTTP 401: token refused"}}
+    status = {
+        **BASE,
+        "outbox": {"depth": 40, "pending": 2},
+        "uplink": {"last_upload": 970.0, "last_error": "HTTP 401: token refused"},
+    }
     assert one_line(status, 1001.0) == (
         "2026-11-27T06:41:20Z  benanga-01  level  7.912 m  rate +0.064 m/h  state SIAGA"
         "  warning SIAGA  siren intermittent (silenced)  faults auth  queue 42"
-        "  last upload 31 s ago (HTTP 401: token refused)")
+        "  last upload 31 s ago (HTTP 401: token refused)"
+    )
 
 
 def test_store_only_and_stale_status_say_so():
@@ -37,11 +50,16 @@ from hypothesis import strategies as st  # noqa: E402
 
 from tests.conftest import run_cli  # noqa: E402
 
-JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
-                    lambda inner: st.lists(inner, max_size=3)
-                    | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=8)
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
 
 
+@pytest.mark.slow
 @settings(max_examples=1000, deadline=None)
 @given(st.dictionaries(st.sampled_from(sorted(BASE) + ["outbox", "uplink", "pending"]), JSON))
 def test_any_field_of_any_type_still_gives_one_line(fields):
@@ -49,10 +67,18 @@ def test_any_field_of_any_type_still_gives_one_line(fields):
     assert "  level " in line and "  warning " in line and "  faults " in line
 
 
-@pytest.mark.parametrize("content", [
-    b"", b'{"updated": "2026-11', b"[1, 2]", b"\xff\xfe{}", b"[" * 100_000 + b"]" * 100_000,
-    b'{"level_m": "high", "faults": 3, "siren": [], "outbox": {"depth": "x"}}',
-])
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",
+        b'{"updated": "2026-11',
+        b"[1, 2]",
+        b"\xff\xfe{}",
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"level_m": "high", "faults": 3, "siren": [], "outbox": {"depth": "x"}}',
+    ],
+)
+@pytest.mark.slow
 @pytest.mark.parametrize("watch", [False, True])
 def test_status_and_watch_survive_a_damaged_or_half_written_file(tmp_path, content, watch):
     config = tmp_path / "config.toml"
@@ -65,8 +91,10 @@ def test_status_and_watch_survive_a_damaged_or_half_written_file(tmp_path, conte
         output, code = result.stdout + result.stderr, result.returncode
     except subprocess.TimeoutExpired as error:  # --watch kept watching: it did not die
         assert watch
-        output = "".join(part.decode() if isinstance(part, bytes) else part or ""
-                         for part in (error.stdout, error.stderr))
+        output = "".join(
+            part.decode() if isinstance(part, bytes) else part or ""
+            for part in (error.stdout, error.stderr)
+        )
         code = None
     assert "Traceback" not in output
     if not watch:

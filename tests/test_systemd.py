@@ -18,8 +18,10 @@ from agent.systemd import Notifier
 from tests.conftest import ROOT, config_from, simulated_daemon
 
 UNIT = ROOT / "systemd" / "gauge-agent.service"
-needs_systemd = pytest.mark.skipif(shutil.which("systemd-analyze") is None,
-                                   reason="systemd-analyze is not installed (.ci/run installs it)")
+needs_systemd = pytest.mark.skipif(
+    shutil.which("systemd-analyze") is None,
+    reason="systemd-analyze is not installed (.ci/run installs it)",
+)
 
 
 def unit_with_real_binary(tmp_path: Path) -> Path:
@@ -34,19 +36,26 @@ def unit_with_real_binary(tmp_path: Path) -> Path:
 
 @needs_systemd
 def test_unit_passes_systemd_analyze_verify_with_nothing_on_stderr(tmp_path):
-    result = subprocess.run(["systemd-analyze", "verify", str(unit_with_real_binary(tmp_path))],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        ["systemd-analyze", "verify", str(unit_with_real_binary(tmp_path))],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert (result.returncode, result.stderr) == (0, "")
 
 
 @needs_systemd
 def test_unit_exposure_is_low(tmp_path):
-    result = subprocess.run(["systemd-analyze", "security", "--offline=yes",
-                             str(unit_with_real_binary(tmp_path))],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        ["systemd-analyze", "security", "--offline=yes", str(unit_with_real_binary(tmp_path))],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     match = re.search(r"Overall exposure level for gauge-agent.service: (\d+\.\d+)", result.stdout)
     assert match, result.stdout[-500:] + result.stderr
-    assert float(match.group(1)) <= 2.0     # 1.5 with this unit; README states it
+    assert float(match.group(1)) <= 2.0  # 1.5 with this unit; README states it
 
 
 def unit_settings() -> dict[str, list[str]]:
@@ -68,26 +77,30 @@ def test_unit_does_not_wait_for_network_or_clock():
 def test_unit_lets_the_pi_work_under_it():
     """What stopped the siren on a real Pi (issue #8), each kept out of the unit."""
     settings = unit_settings()
-    assert "ProcSubset" not in settings            # gpiozero and Blinka read /proc/cpuinfo
-    assert "ExecStartPre" not in settings          # its exit 78 restart-looped the unit
-    assert settings["RuntimeDirectoryPreserve"] == ["restart"]   # the saved warning survives
-    assert settings["Environment"] == ["LG_WD=%t/gauge-agent"]   # lgpio's FIFO, / is read-only
+    assert "ProcSubset" not in settings  # gpiozero and Blinka read /proc/cpuinfo
+    assert "ExecStartPre" not in settings  # its exit 78 restart-looped the unit
+    assert settings["RuntimeDirectoryPreserve"] == ["restart"]  # the saved warning survives
+    assert settings["Environment"] == ["LG_WD=%t/gauge-agent"]  # lgpio's FIFO, / is read-only
     assert settings["SetCredential"] == ["token:no-token-installed"]  # no token: still runs
-    assert {"char-ttyUSB rw", "char-ttyACM rw", "/dev/ttyUSB0 rw", "/dev/ttyACM0 rw"} <= \
-        set(settings["DeviceAllow"])
+    assert {"char-ttyUSB rw", "char-ttyACM rw", "/dev/ttyUSB0 rw", "/dev/ttyACM0 rw"} <= set(
+        settings["DeviceAllow"]
+    )
     assert "modprobe@usbserial.service" in settings["After"][0]
 
 
 def test_check_config_keeps_the_longest_sample_under_half_the_units_watchdog(monkeypatch):
     from agent.config import UNIT_WATCHDOG_S, build_config
     from agent.errors import ConfigError
+
     assert unit_settings()["WatchdogSec"] == [f"{UNIT_WATCHDOG_S:g}"]
     serial = {"kind": "serial-ultrasonic", "serial": {"timeout_s": 1.0}}
-    build_config({"sensor": {**serial, "burst": 29}})             # 29 s < 30 s
+    build_config({"sensor": {**serial, "burst": 29}})  # 29 s < 30 s
     with pytest.raises(ConfigError) as caught:
         build_config({"sensor": {**serial, "burst": 30}})
-    assert caught.value.problems[0].startswith("sensor.burst: 30 reads that all time out keep one sample 30 s")
-    monkeypatch.setenv("WATCHDOG_USEC", "120000000")              # what systemd says wins
+    assert caught.value.problems[0].startswith(
+        "sensor.burst: 30 reads that all time out keep one sample 30 s"
+    )
+    monkeypatch.setenv("WATCHDOG_USEC", "120000000")  # what systemd says wins
     build_config({"sensor": {**serial, "burst": 30}})
 
 
@@ -108,10 +121,15 @@ def test_notifier_sends_datagrams_and_does_nothing_without_a_socket(tmp_path):
     assert Notifier(str(tmp_path / "gone.sock")).watchdog() is False  # a failed send is harmless
 
 
+@pytest.mark.slow
 def test_daemon_reports_ready_watchdog_and_stopping(tmp_path):
     sock, address = bound_socket(tmp_path)
-    env = {"NOTIFY_SOCKET": address, "WATCHDOG_USEC": "10000000", "PATH": "/usr/bin:/bin",
-           "GPIOZERO_PIN_FACTORY": "mock"}
+    env = {
+        "NOTIFY_SOCKET": address,
+        "WATCHDOG_USEC": "10000000",
+        "PATH": "/usr/bin:/bin",
+        "GPIOZERO_PIN_FACTORY": "mock",
+    }
     with sock, simulated_daemon(tmp_path, env=env, stderr=subprocess.DEVNULL) as process:
         messages = [sock.recv(4096).decode()]
         deadline = time.monotonic() + 10
@@ -127,6 +145,7 @@ def test_daemon_reports_ready_watchdog_and_stopping(tmp_path):
 
 class HangingSensor:
     """Reads 3.40 m; from read number `hang_from` on, a read never returns until released."""
+
     value_kind, unit, unit_to_m = "distance", "m", 1.0
 
     def __init__(self, hang_from: int):
@@ -149,19 +168,24 @@ def watchdog_pings_while(sock: socket.socket, seconds: float) -> int:
     while time.monotonic() - started < seconds:
         try:
             pings += sock.recv(4096) == b"WATCHDOG=1"
-        except socket.timeout:
+        except TimeoutError:
             pass
     return pings
 
 
 def run_daemon_with_watchdog(tmp_path, monkeypatch, interval_s: float, sensor):
     from agent.daemon import Daemon
+
     sock, address = bound_socket(tmp_path)
     sock.settimeout(0.1)
-    monkeypatch.setenv("WATCHDOG_USEC", "400000")          # WatchdogSec=0.4 s: ping every 0.2 s
+    monkeypatch.setenv("WATCHDOG_USEC", "400000")  # WatchdogSec=0.4 s: ping every 0.2 s
     monkeypatch.delenv("WATCHDOG_PID", raising=False)
-    config = config_from({"sensor": {"interval_s": interval_s, "alarm_interval_s": interval_s},
-                          "filter": {"acquire_samples": 1}})
+    config = config_from(
+        {
+            "sensor": {"interval_s": interval_s, "alarm_interval_s": interval_s},
+            "filter": {"acquire_samples": 1},
+        }
+    )
     daemon = Daemon(config, sensor, lambda frame: None, notifier=Notifier(address))
     stop = threading.Event()
     runner = threading.Thread(target=daemon.run, args=(stop,))
@@ -169,8 +193,10 @@ def run_daemon_with_watchdog(tmp_path, monkeypatch, interval_s: float, sensor):
     return sock, stop, runner
 
 
+@pytest.mark.slow
 def test_the_watchdog_is_pinged_every_half_period_even_with_a_ten_minute_interval(
-        tmp_path, monkeypatch):
+    tmp_path, monkeypatch
+):
     """sensor.interval_s = 600 s under WatchdogSec=0.4 s: the old loop pinged once per sample
     and would be killed every cycle; now it wakes to ping every 0.2 s between samples."""
     sensor = HangingSensor(hang_from=99)
@@ -183,6 +209,7 @@ def test_the_watchdog_is_pinged_every_half_period_even_with_a_ten_minute_interva
         sock.close()
 
 
+@pytest.mark.slow
 def test_a_read_that_hangs_stops_the_watchdog_pings(tmp_path, monkeypatch):
     sensor = HangingSensor(hang_from=3)
     sock, stop, runner = run_daemon_with_watchdog(tmp_path, monkeypatch, 0.3, sensor)
@@ -190,11 +217,11 @@ def test_a_read_that_hangs_stops_the_watchdog_pings(tmp_path, monkeypatch):
         deadline = time.monotonic() + 10
         while sensor.reads < 3 and time.monotonic() < deadline:
             time.sleep(0.01)
-        time.sleep(0.1)                          # a ping already on its way may still land
+        time.sleep(0.1)  # a ping already on its way may still land
         while True:
             try:
                 sock.recv(4096)
-            except socket.timeout:
+            except TimeoutError:
                 break
         assert sensor.reads == 3 and watchdog_pings_while(sock, 1.0) == 0
     finally:

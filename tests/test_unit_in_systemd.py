@@ -18,8 +18,13 @@ import pytest
 from tests.conftest import ROOT, wait_for
 from tests.systemd_container import Container, cached_rootfs, unavailable_reason
 
-pytestmark = pytest.mark.skipif(unavailable_reason() is not None,
-                                reason=f"the systemd container test {unavailable_reason()}")
+pytestmark = [
+    pytest.mark.skipif(
+        unavailable_reason() is not None,
+        reason=f"the systemd container test {unavailable_reason()}",
+    ),
+    pytest.mark.slow,  # the whole module: see pyproject's markers
+]
 
 UNIT = "gauge-agent.service"
 TEST_DROP_IN = """[Service]
@@ -45,8 +50,9 @@ url = "http://127.0.0.1:9/ingest"
 @pytest.fixture(scope="module")
 def gauge(wheelhouse, tmp_path_factory):
     root = tmp_path_factory.mktemp("container") / "root"
-    subprocess.run(["cp", "-a", "--reflink=auto", str(cached_rootfs()), str(root)], check=True,
-                   timeout=600)
+    subprocess.run(
+        ["cp", "-a", "--reflink=auto", str(cached_rootfs()), str(root)], check=True, timeout=600
+    )
     source = root / "root" / "gauge-src"
     for name in ("scripts", "systemd"):
         shutil.copytree(ROOT / name, source / name)
@@ -55,8 +61,15 @@ def gauge(wheelhouse, tmp_path_factory):
     shutil.copytree(wheelhouse, root / "root" / "wheels")
     container = Container(root).boot()
     try:
-        container.run("/root/gauge-src/scripts/install", "--wheelhouse", "/root/wheels",
-                      "--extras", "none", "--no-start", timeout=600)
+        container.run(
+            "/root/gauge-src/scripts/install",
+            "--wheelhouse",
+            "/root/wheels",
+            "--extras",
+            "none",
+            "--no-start",
+            timeout=600,
+        )
         container.write(f"/etc/systemd/system/{UNIT}.d/test.conf", TEST_DROP_IN)
         container.write("/etc/gauge-agent/config.toml", TEST_CONFIG, mode=0o640)
         container.run("systemctl", "daemon-reload")
@@ -75,18 +88,30 @@ def status(container: Container) -> dict:
 
 
 def test_the_unit_is_active_after_ready_and_runs_as_its_user_reading_its_config(gauge):
-    gauge.run("systemctl", "start", UNIT)        # Type=notify: returns once READY=1 came
+    gauge.run("systemctl", "start", UNIT)  # Type=notify: returns once READY=1 came
     shown = gauge.show(UNIT, "ActiveState", "SubState", "StatusText", "MainPID")
     assert (shown["ActiveState"], shown["SubState"]) == ("active", "running")
-    assert shown["StatusText"].startswith("sampling every")     # sent with READY=1
-    uid = next(line.split(":")[2] for line in (gauge.root / "etc/passwd").read_text().splitlines()
-               if line.startswith("gauge-agent:"))
+    assert shown["StatusText"].startswith("sampling every")  # sent with READY=1
+    uid = next(
+        line.split(":")[2]
+        for line in (gauge.root / "etc/passwd").read_text().splitlines()
+        if line.startswith("gauge-agent:")
+    )
     process_status = gauge.run("cat", f"/proc/{shown['MainPID']}/status").stdout
     assert f"Uid:\t{uid}\t" in process_status
-    assert gauge.run("stat", "-c", "%U:%G %a", "/etc/gauge-agent/config.toml").stdout.strip() == \
-        "root:gauge-agent 640"
-    as_service = gauge.run("setpriv", "--reuid=gauge-agent", "--regid=gauge-agent",
-                           "--init-groups", "cat", "/etc/gauge-agent/config.toml", check=False)
+    assert (
+        gauge.run("stat", "-c", "%U:%G %a", "/etc/gauge-agent/config.toml").stdout.strip()
+        == "root:gauge-agent 640"
+    )
+    as_service = gauge.run(
+        "setpriv",
+        "--reuid=gauge-agent",
+        "--regid=gauge-agent",
+        "--init-groups",
+        "cat",
+        "/etc/gauge-agent/config.toml",
+        check=False,
+    )
     assert as_service.returncode == 0 and "benanga-test" in as_service.stdout
     assert "Traceback" not in gauge.journal(UNIT)
 
@@ -100,8 +125,9 @@ def test_without_a_token_file_the_gauge_runs_and_stores_its_readings(gauge):
 
 
 def test_a_stopped_main_process_is_killed_by_the_watchdog_and_takes_its_warning_up_again(gauge):
-    wait_for(lambda: status(gauge).get("warning") == "awas", 60, "the simulated flood's awas",
-             poll_s=0.3)
+    wait_for(
+        lambda: status(gauge).get("warning") == "awas", 60, "the simulated flood's awas", poll_s=0.3
+    )
     before = gauge.show(UNIT, "MainPID", "NRestarts")
     gauge.run("systemctl", "kill", "--signal=SIGSTOP", "--kill-whom=main", UNIT)
 
@@ -120,8 +146,9 @@ def test_a_stopped_main_process_is_killed_by_the_watchdog_and_takes_its_warning_
 
     # The first status the new process writes (after its first sample) already warns Awas:
     # the runtime directory survived the restart, and with it the saved warning.
-    first = wait_for(first_status_of_the_new_process, 20, "the restarted daemon's first status",
-                     poll_s=0.3)
+    first = wait_for(
+        first_status_of_the_new_process, 20, "the restarted daemon's first status", poll_s=0.3
+    )
     assert first["warning"] == "awas" and first["samples"] <= 2
     assert "restored warning AWAS" in gauge.journal(UNIT)
 
@@ -129,21 +156,29 @@ def test_a_stopped_main_process_is_killed_by_the_watchdog_and_takes_its_warning_
 def test_stop_leaves_the_siren_off(gauge):
     gauge.run("systemctl", "stop", UNIT)
     shown = gauge.show(UNIT, "ActiveState", "Result", "ExecMainStatus")
-    assert (shown["ActiveState"], shown["Result"], shown["ExecMainStatus"]) == \
-        ("inactive", "success", "0")
+    assert (shown["ActiveState"], shown["Result"], shown["ExecMainStatus"]) == (
+        "inactive",
+        "success",
+        "0",
+    )
     journal = gauge.journal(UNIT)
     assert "outputs released: siren off, green off, amber off, red off" in journal
 
 
 def test_a_configuration_error_fails_the_unit_with_78_and_does_not_restart(gauge):
-    gauge.write("/etc/gauge-agent/config.toml", TEST_CONFIG + "[alarm]\noff_delay_s = -5\n",
-                mode=0o640)
+    gauge.write(
+        "/etc/gauge-agent/config.toml", TEST_CONFIG + "[alarm]\noff_delay_s = -5\n", mode=0o640
+    )
     started = gauge.run("systemctl", "start", UNIT, check=False)
     assert started.returncode != 0
-    time.sleep(5)       # RestartSec is 2 s: a restart loop would show by now
+    time.sleep(5)  # RestartSec is 2 s: a restart loop would show by now
     shown = gauge.show(UNIT, "ActiveState", "Result", "ExecMainStatus", "NRestarts")
-    assert (shown["ActiveState"], shown["Result"], shown["ExecMainStatus"],
-            shown["NRestarts"]) == ("failed", "exit-code", "78", "0")
+    assert (shown["ActiveState"], shown["Result"], shown["ExecMainStatus"], shown["NRestarts"]) == (
+        "failed",
+        "exit-code",
+        "78",
+        "0",
+    )
     assert "alarm.off_delay_s: -5" in gauge.journal(UNIT)
     gauge.write("/etc/gauge-agent/config.toml", TEST_CONFIG, mode=0o640)
     gauge.run("systemctl", "reset-failed", UNIT)
@@ -171,9 +206,16 @@ def probe_unit(unit_text: str, probe_path: str) -> str:
     """The gauge's unit, sandbox and all, running the probe once instead of the daemon."""
     unit = unit_text.replace("Type=notify", "Type=oneshot").replace(
         "ExecStart=/opt/gauge-agent/venv/bin/gauge-agent run --config /etc/gauge-agent/config.toml",
-        f"ExecStart=/opt/gauge-agent/venv/bin/python {probe_path}")
-    return "\n".join(line for line in unit.splitlines()
-                     if not line.startswith(("NotifyAccess=", "Restart", "WatchdogSec="))) + "\n"
+        f"ExecStart=/opt/gauge-agent/venv/bin/python {probe_path}",
+    )
+    return (
+        "\n".join(
+            line
+            for line in unit.splitlines()
+            if not line.startswith(("NotifyAccess=", "Restart", "WatchdogSec="))
+        )
+        + "\n"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -183,24 +225,31 @@ def probe(gauge) -> dict:
         gauge.run("mknod", "-m", "0660", f"/dev/{name}", "c", str(major), str(minor))
         gauge.run("chgrp", "dialout", f"/dev/{name}")
     gauge.write("/opt/gauge-agent/probe.py", PROBE)
-    gauge.write("/etc/systemd/system/gauge-probe.service",
-                probe_unit((ROOT / "systemd" / UNIT).read_text(), "/opt/gauge-agent/probe.py"))
+    gauge.write(
+        "/etc/systemd/system/gauge-probe.service",
+        probe_unit((ROOT / "systemd" / UNIT).read_text(), "/opt/gauge-agent/probe.py"),
+    )
     gauge.run("systemctl", "daemon-reload")
     gauge.run("systemctl", "start", "gauge-probe.service")
-    line = next(line for line in gauge.journal("gauge-probe.service").splitlines()
-                if line.startswith("PROBE "))
-    return json.loads(line[len("PROBE "):])
+    line = next(
+        line
+        for line in gauge.journal("gauge-probe.service").splitlines()
+        if line.startswith("PROBE ")
+    )
+    return json.loads(line[len("PROBE ") :])
 
 
 def test_the_sandbox_lets_the_service_identify_the_board_and_open_its_devices(probe):
-    assert probe["/proc/cpuinfo"] == "ok"                   # ProcSubset=pid hid it
-    assert probe["/proc/device-tree"] in ("ok", "ENOENT")   # ENOENT: no device tree on a PC
+    assert probe["/proc/cpuinfo"] == "ok"  # ProcSubset=pid hid it
+    assert probe["/proc/device-tree"] in ("ok", "ENOENT")  # ENOENT: no device tree on a PC
     for node in ("/dev/gpiochip0", "/dev/ttyUSB0", "/dev/ttyACM0"):
-        assert probe[node] == "ENXIO", (node, probe[node])   # reached the (missing) driver
+        assert probe[node] == "ENXIO", (node, probe[node])  # reached the (missing) driver
 
 
 def test_the_sandbox_refuses_a_device_it_does_not_list(probe):
     if probe["/dev/not-allowed0"] == "ENXIO":
-        pytest.skip("this container cannot enforce DevicePolicy= (a cgroup v1 host without BPF"
-                    " device control); tests/test_unit_on_the_pi.py checks the refusal on a Pi")
+        pytest.skip(
+            "this container cannot enforce DevicePolicy= (a cgroup v1 host without BPF"
+            " device control); tests/test_unit_on_the_pi.py checks the refusal on a Pi"
+        )
     assert probe["/dev/not-allowed0"] == "EPERM"

@@ -28,14 +28,19 @@ def test_the_installed_units_sandbox_refuses_unlisted_devices_and_gpiozero_finds
         pytest.skip("run as root on a Pi where scripts/install has installed the gauge")
     forbidden = Path("/dev/not-allowed0")
     subprocess.run(["mknod", "-m", "0666", str(forbidden), "c", "241", "0"], check=True)
-    PROBE_SCRIPT.write_text(PROBE + "from gpiozero import Device\n"
-                            "print('FACTORY ' + type(Device._default_pin_factory()).__name__)\n")
+    PROBE_SCRIPT.write_text(
+        PROBE + "from gpiozero import Device\n"
+        "print('FACTORY ' + type(Device._default_pin_factory()).__name__)\n"
+    )
     PROBE_UNIT.write_text(probe_unit(INSTALLED_UNIT.read_text(), str(PROBE_SCRIPT)))
     try:
         subprocess.run(["systemctl", "daemon-reload"], check=True)
         subprocess.run(["systemctl", "start", "gauge-probe.service"], check=True, timeout=120)
-        journal = subprocess.run(["journalctl", "-u", "gauge-probe.service", "-o", "cat",
-                                  "--no-pager"], capture_output=True, text=True).stdout
+        journal = subprocess.run(
+            ["journalctl", "-u", "gauge-probe.service", "-o", "cat", "--no-pager"],
+            capture_output=True,
+            text=True,
+        ).stdout
     finally:
         forbidden.unlink()
         PROBE_UNIT.unlink()
@@ -46,5 +51,7 @@ def test_the_installed_units_sandbox_refuses_unlisted_devices_and_gpiozero_finds
     assert probe["/dev/not-allowed0"] == "EPERM"
     assert probe["/proc/cpuinfo"] == probe["/proc/device-tree"] == "ok"
     assert probe["/dev/gpiochip0"] == "ok"
-    assert next(line for line in reversed(lines) if line.startswith("FACTORY ")) == \
-        "FACTORY LGPIOFactory"
+    assert (
+        next(line for line in reversed(lines) if line.startswith("FACTORY "))
+        == "FACTORY LGPIOFactory"
+    )

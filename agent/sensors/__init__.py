@@ -1,25 +1,35 @@
-"""Sensor drivers. Each turns one sample request into a burst of raw reads.
+"""Sensor drivers, one module each, found by the registry below.
 
-A driver has:
+A driver module declares
+- `KIND`: the `sensor.kind` that selects it, `EXTRA`: the pyproject.toml extra that installs its
+  hardware library (None when it needs none),
+- `open_driver(config, clock) -> SensorDriver`, which imports the hardware library (never at
+  module level: the registry imports every driver module to learn the kinds, and a Modbus gauge
+  must not load Blinka),
+and the driver it returns has
 - `value_kind`: "distance" (sensor face to water) or "level" (depth/pressure -> level),
 - `unit`: the name of the unit of its raw values (`m`, `cm`, `mm`, `kPa`, ...), and
   `unit_to_m`: metres per raw unit; `sensor.invalid_values` are in the raw unit,
 - `read_burst(count) -> list[(raw value or None, reason or None)]`: `count` raw reads for one
-  sample, never raising for a failed read (a read that fails is None with a short reason),
+  sample, never raising for a failed read (a read that fails is None with a short reason); it
+  may stop early after a failed read when the rest would fail the same way (a silent bus),
 - `close()`.
-Hardware libraries are imported only by the driver of the configured kind.
+Adding a sensor is one module here plus its tests; tests/test_sensor_contract.py runs the same
+contract against every registered driver. Its settings table goes in agent/config.py
+(`[sensor.<table>]`) when it needs one.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Callable, Protocol
+from collections.abc import Callable
+from functools import cache
+from types import ModuleType
+from typing import Protocol
 
 from agent.config import Config
 from agent.errors import ConfigError, InstallationError
-
-# The extra (pyproject.toml) that installs each kind's hardware library.
-EXTRAS = {"hcsr04": "hcsr04", "modbus-pressure": "modbus", "serial-ultrasonic": "serial"}
+from agent.registry import discover
 
 RawRead = tuple["float | None", "str | None"]
 
@@ -34,44 +44,47 @@ class SensorDriver(Protocol):
     def close(self) -> None: ...
 
 
-def open_sensor(config: Config, simulate: bool = False,
-                clock: Callable[[], float] = time.monotonic, pin_factory=None) -> SensorDriver:
+@cache
+def drivers() -> dict[str, ModuleType]:
+    """Every driver module in this package by its KIND (modules without one are helpers)."""
+    return discover(__name__, __path__, "KIND")
+
+
+def sensor_kinds() -> tuple[str, ...]:
+    return tuple(drivers())
+
+
+def open_sensor(
+    config: Config,
+    simulate: bool = False,
+    clock: Callable[[], float] = time.monotonic,
+    pin_factory=None,
+) -> SensorDriver:
     """The configured driver, supervised. Hardware libraries are imported here, and only the
     ones the configured kind needs."""
     from agent.sensors.supervisor import SupervisedSensor
 
     settings = config.sensor
     kind = "simulated" if simulate else settings.kind
+    module = drivers().get(kind)
+    if module is None:  # check-config rejects other kinds; this is a programming error
+        raise ConfigError([f"sensor.kind: {kind!r} has no driver"])
     try:
-        driver = _driver(config, kind, clock)
+        driver = module.open_driver(config, clock)
     except ImportError as error:
         raise InstallationError(
             f"sensor.kind = {kind!r} needs {error.name or error}, which is not installed:"
-            f" pip install 'gauge-agent[{EXTRAS.get(kind, kind)}]' in the gauge's venv"
-            " (scripts/install does this for the configured kind)") from None
+            f" pip install 'gauge-agent[{module.EXTRA or kind}]' in the gauge's venv"
+            " (scripts/install does this for the configured kind)"
+        ) from None
     relay = None
     if settings.power_relay_pin >= 0 and not simulate:
         from gpiozero import OutputDevice
-        relay = OutputDevice(settings.power_relay_pin, active_high=settings.power_relay_active_high,
-                             initial_value=True, pin_factory=pin_factory)
+
+        relay = OutputDevice(
+            settings.power_relay_pin,
+            active_high=settings.power_relay_active_high,
+            initial_value=True,
+            pin_factory=pin_factory,
+        )
     return SupervisedSensor(driver, settings, power_relay=relay, clock=clock)
-
-
-def _driver(config: Config, kind: str, clock: Callable[[], float]) -> SensorDriver:
-    settings = config.sensor
-    if kind == "simulated":
-        from agent.sensors.simulated import SimulatedSensor
-        driver: SensorDriver = SimulatedSensor(config, clock=clock)
-    elif kind == "hcsr04":
-        from agent.sensors.hcsr04 import HcSr04Sensor
-        from agent.sensors.temperature import TemperatureSource
-        driver = HcSr04Sensor(config, TemperatureSource(settings.temperature))
-    elif kind == "serial-ultrasonic":
-        from agent.sensors.serial_ultrasonic import SerialUltrasonicSensor
-        driver = SerialUltrasonicSensor(config)
-    elif kind == "modbus-pressure":
-        from agent.sensors.modbus_pressure import ModbusPressureSensor
-        driver = ModbusPressureSensor(config)
-    else:  # check-config rejects other kinds; this is a programming error
-        raise ConfigError([f"sensor.kind: {kind!r} has no driver"])
-    return driver

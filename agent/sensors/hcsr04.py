@@ -10,12 +10,19 @@ for) is "no reading, no_echo", never a distance.
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from agent.config import Config
 from agent.errors import InstallationError
 from agent.sensors import RawRead
 from agent.sensors.temperature import TemperatureSource, compensation_factor
+
+KIND = "hcsr04"
+EXTRA = "hcsr04"
+
+
+def open_driver(config: Config, clock: Callable[[], float]) -> HcSr04Sensor:
+    return HcSr04Sensor(config, TemperatureSource(config.sensor.temperature))
 
 
 class HcSr04Sensor:
@@ -23,9 +30,13 @@ class HcSr04Sensor:
     unit = "cm"
     unit_to_m = 0.01
 
-    def __init__(self, config: Config, temperature: TemperatureSource,
-                 sleep: Callable[[float], None] = time.sleep,
-                 monotonic: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        config: Config,
+        temperature: TemperatureSource,
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+    ):
         settings = config.sensor.hcsr04
         try:
             import adafruit_hcsr04
@@ -38,14 +49,16 @@ class HcSr04Sensor:
             # or a sandbox that hides them. Restarting will not change that.
             raise InstallationError(
                 f"the HC-SR04 needs Blinka's `board` on a Raspberry Pi and could not identify"
-                f" the board: {error}") from None
+                f" the board: {error}"
+            ) from None
         try:
             trigger = getattr(board, f"D{settings.trigger_pin}")
             echo = getattr(board, f"D{settings.echo_pin}")
         except AttributeError as error:
             raise InstallationError(f"this board has no such pin: {error}") from None
-        self.sonar = adafruit_hcsr04.HCSR04(trigger_pin=trigger, echo_pin=echo,
-                                            timeout=settings.timeout_s)
+        self.sonar = adafruit_hcsr04.HCSR04(
+            trigger_pin=trigger, echo_pin=echo, timeout=settings.timeout_s
+        )
         self.read_gap_s = settings.read_gap_s
         self.temperature = temperature
         self.sleep = sleep

@@ -14,10 +14,19 @@ the port gone -> port_error (reopened next sample).
 from __future__ import annotations
 
 import fcntl
+from collections.abc import Callable
 
 from agent.config import Config
 from agent.sensors import RawRead
 from agent.sensors.serial_ultrasonic import PORT_ERRORS
+
+KIND = "modbus-pressure"
+EXTRA = "modbus"
+
+
+def open_driver(config: Config, clock: Callable[[], float]) -> ModbusPressureSensor:
+    return ModbusPressureSensor(config)
+
 
 G = 9.80665
 PASCAL_PER_UNIT = {"kPa": 1000.0, "bar": 100000.0, "mbar": 100.0, "psi": 6894.757}
@@ -44,16 +53,20 @@ class ModbusPressureSensor:
         self.settings = config.sensor.modbus
         self.unit = self.settings.unit
         self.unit_to_m = metres_of_water_per_unit(self.unit, self.settings.density_kg_m3)
-        self.byteorder = (minimalmodbus.BYTEORDER_BIG if self.settings.word_order == "big"
-                          else minimalmodbus.BYTEORDER_LITTLE_SWAP)  # low word first (CDAB)
+        self.byteorder = (
+            minimalmodbus.BYTEORDER_BIG
+            if self.settings.word_order == "big"
+            else minimalmodbus.BYTEORDER_LITTLE_SWAP
+        )  # low word first (CDAB)
         self.instrument = None
         self.last_error: str | None = None
 
     def _open(self):
         if self.instrument is None:
             settings = self.settings
-            instrument = self.minimalmodbus.Instrument(settings.port, settings.slave_id,
-                                                       mode=self.minimalmodbus.MODE_RTU)
+            instrument = self.minimalmodbus.Instrument(
+                settings.port, settings.slave_id, mode=self.minimalmodbus.MODE_RTU
+            )
             instrument.serial.baudrate = settings.baudrate
             instrument.serial.parity = settings.parity
             instrument.serial.stopbits = settings.stopbits
@@ -67,7 +80,8 @@ class ModbusPressureSensor:
             except OSError:
                 instrument.serial.close()
                 raise self.serial_module.SerialException(
-                    f"{settings.port} is in use by another program") from None
+                    f"{settings.port} is in use by another program"
+                ) from None
             self.instrument = instrument
         return self.instrument
 
@@ -85,14 +99,20 @@ class ModbusPressureSensor:
             instrument = self._open()
             kind, function = settings.data_type, settings.function
             if kind in ("int16", "uint16"):
-                register = instrument.read_register(settings.register, 0, functioncode=function,
-                                                    signed=kind == "int16")
+                register = instrument.read_register(
+                    settings.register, 0, functioncode=function, signed=kind == "int16"
+                )
             elif kind in ("int32", "uint32"):
-                register = instrument.read_long(settings.register, functioncode=function,
-                                                signed=kind == "int32", byteorder=self.byteorder)
+                register = instrument.read_long(
+                    settings.register,
+                    functioncode=function,
+                    signed=kind == "int32",
+                    byteorder=self.byteorder,
+                )
             else:
-                register = instrument.read_float(settings.register, functioncode=function,
-                                                 byteorder=self.byteorder)
+                register = instrument.read_float(
+                    settings.register, functioncode=function, byteorder=self.byteorder
+                )
         except mm.NoResponseError as error:
             return self._failed("timeout", error)
         except mm.InvalidResponseError as error:
@@ -125,8 +145,11 @@ class ModbusPressureSensor:
         return reads
 
     def health(self) -> dict:
-        return {"port": self.settings.port, "slave_id": self.settings.slave_id,
-                "last_error": self.last_error}
+        return {
+            "port": self.settings.port,
+            "slave_id": self.settings.slave_id,
+            "last_error": self.last_error,
+        }
 
     def close(self) -> None:
         self._drop_port()

@@ -10,11 +10,19 @@ from __future__ import annotations
 
 import termios
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from agent.config import Config
-from agent.pipeline import UNIT_TO_M
 from agent.sensors import RawRead
+from agent.units import UNIT_TO_M
+
+KIND = "serial-ultrasonic"
+EXTRA = "serial"  # an empty extra: pyserial is in every install
+
+
+def open_driver(config: Config, clock: Callable[[], float]) -> SerialUltrasonicSensor:
+    return SerialUltrasonicSensor(config)
+
 
 CR = 0x0D
 # What a port that vanished raises: termios.error is not an OSError (an unplugged USB adapter
@@ -38,7 +46,7 @@ class RangingFrameParser:
     def feed(self, data: bytes) -> list[int]:
         buffer = self.buffer
         buffer.extend(data)
-        values = []
+        values: list[int] = []
         while True:
             start = buffer.find(self.start)
             if start < 0:
@@ -50,10 +58,10 @@ class RangingFrameParser:
                 del buffer[:start]
             if len(buffer) < self.frame_length:
                 return values  # wait for the rest of the frame
-            body = buffer[1:1 + self.digits]
+            body = buffer[1 : 1 + self.digits]
             if body.isdigit() and buffer[self.frame_length - 1] == CR:
                 values.append(int(body))
-                del buffer[:self.frame_length]
+                del buffer[: self.frame_length]
             else:
                 self.discarded += 1
                 del buffer[:1]  # not a frame: look for the next start byte
@@ -77,8 +85,9 @@ class SerialUltrasonicSensor:
     def _open(self):
         if self.port is None:
             # Exclusive: a second reader on the same port would steal bytes out of frames.
-            self.port = self.serial_module.Serial(self.settings.port, self.settings.baudrate,
-                                                  timeout=0.05, exclusive=True)
+            self.port = self.serial_module.Serial(
+                self.settings.port, self.settings.baudrate, timeout=0.05, exclusive=True
+            )
         return self.port
 
     def _drop_port(self, error: Exception) -> None:
@@ -99,7 +108,7 @@ class SerialUltrasonicSensor:
             values = self._collect(port, count)
         except (*PORT_ERRORS, self.serial_module.SerialException) as error:
             self._drop_port(error)
-            return [(None, "port_error")]      # one is enough: the rest would fail the same
+            return [(None, "port_error")]  # one is enough: the rest would fail the same
         self.last_error = None
         reads: list[RawRead] = [(float(value), None) for value in values]
         if len(reads) < count:
@@ -120,8 +129,11 @@ class SerialUltrasonicSensor:
         return values[:count]
 
     def health(self) -> dict:
-        return {"port": self.settings.port, "discarded_bytes": self.parser.discarded,
-                "port_error": self.last_error}
+        return {
+            "port": self.settings.port,
+            "discarded_bytes": self.parser.discarded,
+            "port_error": self.last_error,
+        }
 
     def close(self) -> None:
         if self.port is not None:

@@ -11,10 +11,19 @@ from __future__ import annotations
 import math
 import random
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from agent.config import Config
 from agent.sensors import RawRead
+
+KIND = "simulated"
+EXTRA = None
+
+
+def open_driver(config: Config, clock: Callable[[], float]) -> SimulatedSensor:
+    """The scenarios' clock is the daemon's: a test's fake clock moves the water too."""
+    return SimulatedSensor(config, clock=clock)
+
 
 BASE_LEVEL_M = 6.90  # a normal reservoir level below the main spillway crest (7.20 m)
 

@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from typing import Callable
+from collections.abc import Callable
 
 from agent.config import SensorConfig
 from agent.sensors import RawRead, SensorDriver
@@ -30,9 +30,14 @@ FIRST_BACKOFF_S = 2.0
 
 
 class SupervisedSensor:
-    def __init__(self, driver: SensorDriver, settings: SensorConfig, power_relay=None,
-                 clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        driver: SensorDriver,
+        settings: SensorConfig,
+        power_relay=None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         self.driver = driver
         self.settings = settings
         self.power_relay = power_relay
@@ -44,7 +49,7 @@ class SupervisedSensor:
         self.reads = 0
         self.values = 0
         self.failures: Counter[str] = Counter()
-        self.failed_samples = 0          # in a row
+        self.failed_samples = 0  # in a row
         self.skipped_samples = 0
         self.power_cycles = 0
         self.backoff_until: float | None = None
@@ -67,7 +72,7 @@ class SupervisedSensor:
         wanted = 1 if failing else (count or self.settings.burst)
         try:
             reads = self.driver.read_burst(wanted)
-        except Exception as error:  # noqa: BLE001 - a driver bug is "no reading", not a crash
+        except Exception as error:
             log.warning("sensor driver failed: %s", error)
             reads = [(None, "driver_error")]
         self._account(reads)
@@ -92,17 +97,21 @@ class SupervisedSensor:
         self.failed_samples += 1
         beyond = self.failed_samples - self.settings.fail_to_fault
         if beyond >= 0 and self.settings.backoff_max_s > 0:
-            delay = min(self.settings.backoff_max_s, FIRST_BACKOFF_S * 2 ** beyond)
+            delay = min(self.settings.backoff_max_s, FIRST_BACKOFF_S * 2**beyond)
             self.backoff_until = self.clock() + delay
-        if (self.power_relay is not None
-                and self.failed_samples % self.settings.power_cycle_after == 0):
+        if (
+            self.power_relay is not None
+            and self.failed_samples % self.settings.power_cycle_after == 0
+        ):
             self._power_cycle()
 
     def _power_cycle(self) -> None:
-        log.warning("sensor power cycled after %d failed samples (last: %s)",
-                    self.failed_samples, self.last_reason)
-        self.cycle_thread = threading.Thread(target=self._cycle, name="sensor-power",
-                                             daemon=True)
+        log.warning(
+            "sensor power cycled after %d failed samples (last: %s)",
+            self.failed_samples,
+            self.last_reason,
+        )
+        self.cycle_thread = threading.Thread(target=self._cycle, name="sensor-power", daemon=True)
         self.cycle_thread.start()
 
     def _cycle(self) -> None:
@@ -111,17 +120,21 @@ class SupervisedSensor:
             self.sleep(self.settings.power_off_s)
             self.power_relay.on()
             self.sleep(self.settings.power_settle_s)
-        except Exception as error:  # noqa: BLE001 - a relay that fails must not end anything
+        except Exception as error:
             log.error("sensor power cycle failed: %s", error)
         self.power_cycles += 1
         self.backoff_until = None  # try the freshly powered sensor at the next sample
 
     def health(self) -> dict:
-        record = {"reads": self.reads, "values": self.values,
-                  "failures": dict(sorted(self.failures.items())),
-                  "failed_samples_in_a_row": self.failed_samples,
-                  "skipped_samples": self.skipped_samples, "power_cycles": self.power_cycles,
-                  "last_reason": self.last_reason}
+        record = {
+            "reads": self.reads,
+            "values": self.values,
+            "failures": dict(sorted(self.failures.items())),
+            "failed_samples_in_a_row": self.failed_samples,
+            "skipped_samples": self.skipped_samples,
+            "power_cycles": self.power_cycles,
+            "last_reason": self.last_reason,
+        }
         driver_health = getattr(self.driver, "health", None)
         if driver_health is not None:
             record.update(driver_health())

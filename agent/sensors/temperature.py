@@ -50,8 +50,11 @@ class TemperatureSource:
                 return self.last_c
             except (OSError, ValueError) as error:
                 if self.last_error is None:
-                    log.warning("temperature probe failed (%s); using the fixed %.1f C",
-                                error, self.config.fixed_c)
+                    log.warning(
+                        "temperature probe failed (%s); using the fixed %.1f C",
+                        error,
+                        self.config.fixed_c,
+                    )
                 self.last_error = str(error)
                 self.fallbacks += 1
         self.last_c = self.config.fixed_c
@@ -84,5 +87,9 @@ class TemperatureSource:
         return celsius
 
     def health(self) -> dict:
-        return {"temperature_c": self.last_c, "temperature_source": self.last_source,
-                "temperature_fallbacks": self.fallbacks, "temperature_error": self.last_error}
+        return {
+            "temperature_c": self.last_c,
+            "temperature_source": self.last_source,
+            "temperature_fallbacks": self.fallbacks,
+            "temperature_error": self.last_error,
+        }

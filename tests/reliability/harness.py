@@ -18,9 +18,16 @@ STATION = "benanga-01"
 TOKEN = "reliability-token-0123456789"
 
 
-def gauge_config(tmp_path: Path, url: str, scenario: str = "calm", time_scale: float = 1.0,
-                 batch_max: int = 50, extra: str = "", interval_s: float = 0.1,
-                 backoff_max_s: float = 1.0) -> Path:
+def gauge_config(
+    tmp_path: Path,
+    url: str,
+    scenario: str = "calm",
+    time_scale: float = 1.0,
+    batch_max: int = 50,
+    extra: str = "",
+    interval_s: float = 0.1,
+    backoff_max_s: float = 1.0,
+) -> Path:
     """A daemon sampling every `interval_s` (10 times a second) on the simulated sensor,
     uploading to `url` with short back-offs (so a test sees several retries), its state under
     tmp_path. `extra` is appended TOML (whole tables)."""
@@ -28,7 +35,8 @@ def gauge_config(tmp_path: Path, url: str, scenario: str = "calm", time_scale: f
     token.write_text(TOKEN)
     token.chmod(0o600)
     config = tmp_path / "config.toml"
-    config.write_text(f"""
+    config.write_text(
+        f"""
 [station]
 id = "{STATION}"
 [sensor]
@@ -51,10 +59,12 @@ connect_timeout_s = 1.0
 read_timeout_s = 1.0
 request_deadline_s = 2.0
 [storage]
-state_dir = "{tmp_path / 'state'}"
-runtime_dir = "{tmp_path / 'run'}"
+state_dir = "{tmp_path / "state"}"
+runtime_dir = "{tmp_path / "run"}"
 {extra}
-""", encoding="utf-8")
+""",
+        encoding="utf-8",
+    )
     return config
 
 
@@ -69,9 +79,21 @@ class ReceiverProcess:
         tokens.write_text(f"{STATION} {TOKEN}\n")
         tokens.chmod(0o600)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "agent.receiver", "--port", str(self.port),
-             "--db", str(self.db), "--token-file", str(tokens)],
-            cwd=ROOT, stderr=subprocess.PIPE, text=True)
+            [
+                sys.executable,
+                "-m",
+                "agent.receiver",
+                "--port",
+                str(self.port),
+                "--db",
+                str(self.db),
+                "--token-file",
+                str(tokens),
+            ],
+            cwd=ROOT,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         wait_for(self._healthy, 20, "the receiver to answer /health")
 
     def _healthy(self) -> bool:
@@ -86,8 +108,9 @@ class ReceiverProcess:
     def arrivals(self) -> list[tuple[int, str]]:
         """(seq, type) in the order the receiver stored them."""
         with sqlite3.connect(self.db) as database:
-            return database.execute("SELECT seq, type FROM records ORDER BY received, seq"
-                                    ).fetchall()
+            return database.execute(
+                "SELECT seq, type FROM records ORDER BY received, seq"
+            ).fetchall()
 
     def close(self) -> None:
         if self.process.poll() is None:
@@ -99,7 +122,7 @@ class ReceiverProcess:
                 self.process.wait()
         self.process.stderr.close()
 
-    def __enter__(self) -> "ReceiverProcess":
+    def __enter__(self) -> ReceiverProcess:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -109,9 +132,10 @@ class ReceiverProcess:
 @dataclass
 class Ledger:
     """Where each record the outbox ever committed (seq 1..last) is."""
+
     last: int
-    upstream: list[int]          # in arrival order
-    upstream_types: list[str]    # the same records' types
+    upstream: list[int]  # in arrival order
+    upstream_types: list[str]  # the same records' types
     dead_letters: list[int]
     queued: list[int]
     dropped_for_backlog: int
@@ -122,8 +146,11 @@ class Ledger:
         heartbeats among themselves."""
         wrong = []
         for events in (True, False):
-            seqs = [seq for seq, kind in zip(self.upstream, self.upstream_types)
-                    if (kind == "event") == events]
+            seqs = [
+                seq
+                for seq, kind in zip(self.upstream, self.upstream_types)
+                if (kind == "event") == events
+            ]
             wrong += [(a, b) for a, b in zip(seqs, seqs[1:]) if b <= a]
         return wrong
 
@@ -138,17 +165,26 @@ def ledger(state_dir: Path, receiver: ReceiverProcess) -> Ledger:
     with sqlite3.connect(state_dir / "outbox.sqlite") as outbox:
         assert outbox.execute("PRAGMA integrity_check").fetchone() == ("ok",)
         meta = dict(outbox.execute("SELECT key, value FROM meta"))
-        queued = [seq for (seq,) in outbox.execute(
-            "SELECT seq FROM events UNION SELECT seq FROM readings")]
+        queued = [
+            seq
+            for (seq,) in outbox.execute("SELECT seq FROM events UNION SELECT seq FROM readings")
+        ]
         dead = [seq for (seq,) in outbox.execute("SELECT seq FROM dead_letters")]
     with sqlite3.connect(receiver.db) as database:
         arrivals = database.execute(
-            "SELECT seq, type FROM records WHERE station = ? AND epoch = ?"
-            " ORDER BY received, seq", (STATION, meta["epoch"])).fetchall()
+            "SELECT seq, type FROM records WHERE station = ? AND epoch = ? ORDER BY received, seq",
+            (STATION, meta["epoch"]),
+        ).fetchall()
     # high_water marks the highest seq ever deleted; what is still queued may lie above it.
     last = max([int(meta["high_water"]), *queued, *dead])
-    return Ledger(last, [seq for seq, _ in arrivals], [kind for _, kind in arrivals], dead,
-                  queued, int(meta["dropped"]))
+    return Ledger(
+        last,
+        [seq for seq, _ in arrivals],
+        [kind for _, kind in arrivals],
+        dead,
+        queued,
+        int(meta["dropped"]),
+    )
 
 
 def dead_letter_texts(state_dir: Path) -> list[str]:

@@ -35,22 +35,14 @@ from agent.daemon import Daemon
 from agent.sensors.modbus_pressure import ModbusPressureSensor
 from agent.sensors.serial_ultrasonic import SerialUltrasonicSensor
 from agent.sensors.supervisor import SupervisedSensor
-from tests.conftest import ROOT
+from tests.conftest import ROOT, FakeClock
 from tests.reliability.conftest import scale
 from tests.serial_peers import Pty
 
-SAMPLES_PER_STREAM = 60           # 10 minutes at the shipped 10 s interval (longer in alarm)
-CLEAN_TAIL = 8                    # undamaged samples at the end: the gauge must be back
+SAMPLES_PER_STREAM = 60  # 10 minutes at the shipped 10 s interval (longer in alarm)
+CLEAN_TAIL = 8  # undamaged samples at the end: the gauge must be back
 FRAME = re.compile(rb"R(\d{4})\r")
-SENSOR_CODES = (0, 9999)          # what MaxBotix-style rangers send for "no target" / "error"
-
-
-class VirtualClock:
-    def __init__(self) -> None:
-        self.now = 10_000.0
-
-    def __call__(self) -> float:
-        return self.now
+SENSOR_CODES = (0, 9999)  # what MaxBotix-style rangers send for "no target" / "error"
 
 
 @dataclass
@@ -65,13 +57,21 @@ def shipped_config(*overrides: str):
     return load_config(ROOT / "config.toml", overrides, use_calibration_file=False)
 
 
-def run_stream(config, driver, port, samples: list, clock: VirtualClock) -> StreamResult:
+def run_stream(config, driver, port, samples: list, clock: FakeClock) -> StreamResult:
     """A fresh daemon samples `samples` (one item per sample, handed to `port.load`) on its
     own schedule; returns what went wrong."""
     result = StreamResult()
     sensor = SupervisedSensor(driver, config.sensor, clock=clock)
-    daemon = Daemon(config, sensor, lambda *_: None, clock=clock, wall=lambda: clock.now,
-                    warning_file=None, boot_id="streams", clock_synchronised=lambda: True)
+    daemon = Daemon(
+        config,
+        sensor,
+        lambda *_: None,
+        clock=clock,
+        wall=lambda: clock.now,
+        warning_file=None,
+        boot_id="streams",
+        clock_synchronised=lambda: True,
+    )
     for sample in samples:
         port.load(sample)
         daemon.sample_once()
@@ -79,8 +79,10 @@ def run_stream(config, driver, port, samples: list, clock: VirtualClock) -> Stre
             result.values_not_on_the_wire.append(value)
         engine = daemon.engine
         if engine.warning or engine.rate_active or engine.siren_pattern != "off":
-            result.warnings.append(f"{engine.warning_name} rate={engine.rate_active} at "
-                                   f"sample {daemon.samples}: {daemon.last}")
+            result.warnings.append(
+                f"{engine.warning_name} rate={engine.rate_active} at "
+                f"sample {daemon.samples}: {daemon.last}"
+            )
         clock.now += daemon.interval()
     result.final_level_m = daemon.engine.level_m
     return result
@@ -94,7 +96,7 @@ class SerialWire:
     for this sample, arriving after the driver's flush, in random chunks. An empty read waits
     the port's timeout on the virtual clock, as a real one waits in real time."""
 
-    def __init__(self, rng: random.Random, clock: VirtualClock):
+    def __init__(self, rng: random.Random, clock: FakeClock):
         self.rng, self.clock = rng, clock
         self.chunks: deque[bytes] = deque()
         self.sent = b""
@@ -108,7 +110,7 @@ class SerialWire:
             data = data[size:]
 
     def reset_input_buffer(self) -> None:
-        pass   # the sample's bytes are the ones sent after the flush
+        pass  # the sample's bytes are the ones sent after the flush
 
     @property
     def in_waiting(self) -> int:
@@ -150,24 +152,24 @@ def damaged(rng: random.Random, data: bytes) -> bytes:
     for _ in range(rng.randint(1, 3)):
         kind = rng.randrange(9)
         at = rng.randrange(len(data) + 1)
-        if kind == 0:      # a noise burst (motor, relay, lightning)
+        if kind == 0:  # a noise burst (motor, relay, lightning)
             data = data[:at] + rng.randbytes(rng.randint(1, 40)) + data[at:]
-        elif kind == 1 and data:    # a bit flipped (may turn one digit into another)
+        elif kind == 1 and data:  # a bit flipped (may turn one digit into another)
             at = min(at, len(data) - 1)
-            data = data[:at] + bytes([data[at] ^ (1 << rng.randrange(8))]) + data[at + 1:]
-        elif kind == 2:    # bytes lost
-            data = data[:at] + data[at + rng.randint(1, 8):]
-        elif kind == 3:    # the ranger's own "no target" / "error" codes
+            data = data[:at] + bytes([data[at] ^ (1 << rng.randrange(8))]) + data[at + 1 :]
+        elif kind == 2:  # bytes lost
+            data = data[:at] + data[at + rng.randint(1, 8) :]
+        elif kind == 3:  # the ranger's own "no target" / "error" codes
             data = data[:at] + frame(rng.choice(SENSOR_CODES)) + data[at:]
-        elif kind == 4:    # cut off: a reset or a brown-out
+        elif kind == 4:  # cut off: a reset or a brown-out
             data = data[:at]
-        elif kind == 5:    # CR/LF mix-ups from a misconfigured converter
+        elif kind == 5:  # CR/LF mix-ups from a misconfigured converter
             data = data.replace(b"\r", rng.choice((b"\n", b"\r\n", b"\n\r")), rng.randint(1, 3))
-        elif kind == 6:    # silence: the ranger resetting
+        elif kind == 6:  # silence: the ranger resetting
             data = b""
-        elif kind == 7:    # a run of start bytes
+        elif kind == 7:  # a run of start bytes
             data = data[:at] + b"R" * rng.randint(1, 12) + data[at:]
-        else:              # another device talking on the line
+        else:  # another device talking on the line
             data = data[:at] + b"$GPGGA,123519,4807.038,N*47\r\n" + data[at:]
     return data
 
@@ -176,19 +178,18 @@ def serial_stream(rng: random.Random, distance_mm: int) -> list[bytes]:
     damage_rate = rng.choice((0.05, 0.2, 0.4))
     samples = []
     for index in range(SAMPLES_PER_STREAM):
-        data = b"".join(frame(distance_mm + rng.randint(-3, 3))
-                        for _ in range(rng.randint(5, 8)))
+        data = b"".join(frame(distance_mm + rng.randint(-3, 3)) for _ in range(rng.randint(5, 8)))
         if index < SAMPLES_PER_STREAM - CLEAN_TAIL and rng.random() < damage_rate:
             data = damaged(rng, data)
         samples.append(data)
     return samples
 
 
-def test_serial_ranger_byte_streams_never_sound_anything_and_the_gauge_always_recovers(
-        report):
+def test_serial_ranger_byte_streams_never_sound_anything_and_the_gauge_always_recovers(report):
     streams = scale(10_000, 100_000)
-    config = shipped_config('sensor.kind="serial-ultrasonic"',
-                            f"sensor.invalid_values={list(SENSOR_CODES)}")
+    config = shipped_config(
+        'sensor.kind="serial-ultrasonic"', f"sensor.invalid_values={list(SENSOR_CODES)}"
+    )
     elevation = config.calibration.sensor_elevation_m
     waspada = config.alarm.levels[0].above_m
     failures = []
@@ -196,17 +197,22 @@ def test_serial_ranger_byte_streams_never_sound_anything_and_the_gauge_always_re
         rng = random.Random(number)
         # Water steady between 6.5 m and 20 cm under Waspada, as the shipped bracket sees it.
         distance_mm = rng.randint(round((elevation - waspada + 0.2) * 1000), 3900)
-        clock = VirtualClock()
+        clock = FakeClock(10_000.0)
         wire = SerialWire(rng, clock)
         driver = RecordingSerialSensor(config, monotonic=clock)
         driver.port = wire
         result = run_stream(config, driver, wire, serial_stream(rng, distance_mm), clock)
         truth = elevation - distance_mm / 1000
-        if (result.warnings or result.values_not_on_the_wire or result.final_level_m is None
-                or abs(result.final_level_m - truth) > 0.02):
+        if (
+            result.warnings
+            or result.values_not_on_the_wire
+            or result.final_level_m is None
+            or abs(result.final_level_m - truth) > 0.02
+        ):
             failures.append((number, truth, result))
-    report("serial ranger byte streams", streams, len(failures),
-           samples=streams * SAMPLES_PER_STREAM)
+    report(
+        "serial ranger byte streams", streams, len(failures), samples=streams * SAMPLES_PER_STREAM
+    )
     assert failures == [], failures[:3]
 
 
@@ -231,8 +237,13 @@ def float_answer(slave: int, function: int, value: float) -> bytes:
 def well_formed_value(request: bytes, answer: bytes) -> float | None:
     """The float a well-formed answer to `request` carries; None for anything else."""
     slave, function = request[0], request[1]
-    if (len(answer) != 9 or answer[0] != slave or answer[1] != function or answer[2] != 4
-            or crc16(answer[:-2]) != answer[-2:]):
+    if (
+        len(answer) != 9
+        or answer[0] != slave
+        or answer[1] != function
+        or answer[2] != 4
+        or crc16(answer[:-2]) != answer[-2:]
+    ):
         return None
     return struct.unpack(">f", answer[3:7])[0]
 
@@ -243,10 +254,10 @@ class ModbusWire:
 
     port = "generated"
     is_open = True
-    baudrate = 10_000_000     # no inter-frame silence to sleep through: the bytes are here
+    baudrate = 10_000_000  # no inter-frame silence to sleep through: the bytes are here
     timeout = 0.05
 
-    def __init__(self, clock: VirtualClock):
+    def __init__(self, clock: FakeClock):
         self.clock = clock
         self.answers: deque = deque()
         self.pending = b""
@@ -278,7 +289,7 @@ class ModbusWire:
                 if expected is not None and math.isfinite(expected):
                     wrong.append(("a well-formed answer refused", reason, expected))
             elif expected is not None and math.isnan(expected) and math.isnan(value):
-                pass     # handed on as it came: the pipeline makes it "not_a_number"
+                pass  # handed on as it came: the pipeline makes it "not_a_number"
             elif expected is None or value != pytest.approx(expected * driver.settings.scale):
                 wrong.append(("a value no well-formed answer carried", value, expected))
         return wrong
@@ -307,6 +318,7 @@ class RecordingModbusSensor(ModbusPressureSensor):
 
 def modbus_answers(rng: random.Random, depth_m: float, damage_rate: float) -> list:
     """Answers for one burst: functions of the request, as a transmitter computes them."""
+
     def good(request):
         return float_answer(request[0], request[1], depth_m + rng.uniform(-0.003, 0.003))
 
@@ -314,49 +326,57 @@ def modbus_answers(rng: random.Random, depth_m: float, damage_rate: float) -> li
         kind = rng.randrange(10)
         answer = good(request)
         if kind == 0:
-            return b""                                         # no answer: a dead transmitter
+            return b""  # no answer: a dead transmitter
         if kind == 1:
-            flipped = rng.randrange(len(answer))               # a bit flipped on the line
-            return (answer[:flipped] + bytes([answer[flipped] ^ (1 << rng.randrange(8))])
-                    + answer[flipped + 1:])
+            flipped = rng.randrange(len(answer))  # a bit flipped on the line
+            return (
+                answer[:flipped]
+                + bytes([answer[flipped] ^ (1 << rng.randrange(8))])
+                + answer[flipped + 1 :]
+            )
         if kind == 2:
-            return answer[:rng.randrange(len(answer))]         # cut short
+            return answer[: rng.randrange(len(answer))]  # cut short
         if kind == 3:
-            return bytes([request[0] ^ 0x02]) + answer[1:]     # another slave's answer
+            return bytes([request[0] ^ 0x02]) + answer[1:]  # another slave's answer
         if kind == 4:
             body = bytes([request[0], request[1] | 0x80, rng.choice((1, 2, 4, 6))])
-            return body + crc16(body)                          # an exception answer
+            return body + crc16(body)  # an exception answer
         if kind == 5:
-            return rng.randbytes(rng.randint(1, 20))           # noise
+            return rng.randbytes(rng.randint(1, 20))  # noise
         if kind == 6:
-            return request                                     # local echo of an RS-485 adapter
-        if kind == 7:                                          # what many send on a fault
-            return float_answer(request[0], request[1],
-                                rng.choice((math.nan, math.inf, -math.inf)))
-        if kind == 8:                                          # a glitch in a good frame
+            return request  # local echo of an RS-485 adapter
+        if kind == 7:  # what many send on a fault
+            return float_answer(request[0], request[1], rng.choice((math.nan, math.inf, -math.inf)))
+        if kind == 8:  # a glitch in a good frame
             return float_answer(request[0], request[1], rng.choice((-1e30, 1e30, 0.0, 99.0)))
-        return answer + rng.randbytes(rng.randint(1, 5))       # trailing bytes
+        return answer + rng.randbytes(rng.randint(1, 5))  # trailing bytes
+
     return [bad if rng.random() < damage_rate else good for _ in range(16)]
 
 
 def test_modbus_answer_streams_never_sound_anything_and_the_gauge_always_recovers(
-        report, monkeypatch):
+    report, monkeypatch
+):
     # minimalmodbus waits out the 1.75 ms inter-frame silence of the real bus in real time;
     # the generated answers are already here, so that wait only slows the test 10-fold.
     monkeypatch.setattr(minimalmodbus, "_calculate_minimum_silent_period", lambda _: 0.0)
     streams = scale(500, 10_000)
     # Float32 metres of water, level = 4.0 m + depth: the richest format to get wrong.
-    config = shipped_config('sensor.kind="modbus-pressure"', 'sensor.modbus.data_type="float32"',
-                            "sensor.modbus.scale=1.0", 'sensor.modbus.unit="m"',
-                            "calibration.offset_m=4.0")
+    config = shipped_config(
+        'sensor.kind="modbus-pressure"',
+        'sensor.modbus.data_type="float32"',
+        "sensor.modbus.scale=1.0",
+        'sensor.modbus.unit="m"',
+        "calibration.offset_m=4.0",
+    )
     waspada = config.alarm.levels[0].above_m
-    pty = Pty()           # only so that minimalmodbus can build its Instrument
+    pty = Pty()  # only so that minimalmodbus can build its Instrument
     failures = []
     try:
         for number in range(streams):
             rng = random.Random(10**6 + number)
             depth_m = rng.uniform(2.0, waspada - 4.0 - 0.2)
-            clock = VirtualClock()
+            clock = FakeClock(10_000.0)
             wire = ModbusWire(clock)
             driver = RecordingModbusSensor(config)
             instrument = minimalmodbus.Instrument(pty.path, config.sensor.modbus.slave_id)
@@ -364,16 +384,22 @@ def test_modbus_answer_streams_never_sound_anything_and_the_gauge_always_recover
             instrument.serial = wire
             driver.instrument = instrument
             damage_rate = rng.choice((0.05, 0.2, 0.4))
-            samples = [modbus_answers(rng, depth_m, damage_rate if index < SAMPLES_PER_STREAM
-                                      - CLEAN_TAIL else 0.0)
-                       for index in range(SAMPLES_PER_STREAM)]
+            samples = [
+                modbus_answers(
+                    rng, depth_m, damage_rate if index < SAMPLES_PER_STREAM - CLEAN_TAIL else 0.0
+                )
+                for index in range(SAMPLES_PER_STREAM)
+            ]
             result = run_stream(config, driver, wire, samples, clock)
             truth = 4.0 + depth_m
-            if (result.warnings or result.values_not_on_the_wire
-                    or result.final_level_m is None or abs(result.final_level_m - truth) > 0.02):
+            if (
+                result.warnings
+                or result.values_not_on_the_wire
+                or result.final_level_m is None
+                or abs(result.final_level_m - truth) > 0.02
+            ):
                 failures.append((number, truth, result))
     finally:
         pty.close()
-    report("Modbus answer streams", streams, len(failures),
-           samples=streams * SAMPLES_PER_STREAM)
+    report("Modbus answer streams", streams, len(failures), samples=streams * SAMPLES_PER_STREAM)
     assert failures == [], failures[:3]
