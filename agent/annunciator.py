@@ -17,6 +17,7 @@ sleeping.
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 
 from agent.config import Config
 
@@ -24,25 +25,18 @@ BLINK_PERIOD_S = 1.0  # red-blink and the fault blink: 0.5 s on, 0.5 s off
 HEARTBEAT_FLASH_S = 0.2
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Frame:
-    """The state of every output at one moment."""
+    """The state of every output at one moment. Built once per render (not per sample), so
+    frozen costs nothing that matters here."""
 
-    __slots__ = ("siren", "green", "amber", "red")
-
-    def __init__(self, siren: bool, green: bool, amber: bool, red: bool):
-        self.siren, self.green, self.amber, self.red = siren, green, amber, red
+    siren: bool
+    green: bool
+    amber: bool
+    red: bool
 
     def as_tuple(self) -> tuple[bool, bool, bool, bool]:
         return (self.siren, self.green, self.amber, self.red)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Frame) and self.as_tuple() == other.as_tuple()
-
-    def __hash__(self) -> int:
-        return hash(self.as_tuple())
-
-    def __repr__(self) -> str:
-        return "Frame(siren={}, green={}, amber={}, red={})".format(*self.as_tuple())
 
 
 def _blink_on(now: float, since: float, period: float) -> bool:
@@ -130,7 +124,7 @@ class Annunciator:
             else:
                 amber = lamp == "amber"
             green = (now - self.start) % self.heartbeat_s < HEARTBEAT_FLASH_S
-            return Frame(siren, green, amber, red)
+            return Frame(siren=siren, green=green, amber=amber, red=red)
 
     def next_change(self, now: float) -> float:
         """Until this moment `render` gives the frame it gave at `now` (unless the alarm, the

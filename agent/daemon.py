@@ -1,4 +1,5 @@
-"""The gauge daemon: the only place where sensor, pipeline, engine and outputs are wired together.
+"""The gauge daemon: the sampling loop that runs sensor, pipeline, engine and outputs.
+agent.main builds the parts and hands them over; the records it keeps are built by agent.wire.
 
 Two threads:
 - the sampling thread (the caller's) reads the sensor every `interval_s` (`alarm_interval_s`
@@ -13,31 +14,24 @@ the monotonic clock, and a status file that cannot be written is logged, not fat
 
 from __future__ import annotations
 
-import dataclasses
-import faulthandler
 import json
 import logging
 import os
-import select
 import shutil
-import signal
-import sqlite3
-import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from agent import __version__
+from agent import __version__, salvage, wire
 from agent import clock as host_clock
 from agent.alarm import AlarmEngine, Event
 from agent.annunciator import Annunciator
-from agent.config import Config, load_config
-from agent.errors import ConfigError, GaugeError
-from agent.outbox import EVENT, HEARTBEAT, READING, SALVAGE_PREFIX, Outbox
+from agent.config import Config
+from agent.outbox import EVENT, HEARTBEAT, READING, Outbox
 from agent.pipeline import Measurement, Pipeline
-from agent.sensors import RawRead, SensorDriver, open_sensor
-from agent.statelock import StateLock
+from agent.reasons import Reason
+from agent.sensors import RawRead, SensorDriver
 from agent.status import StatusWriter
 from agent.supervision import LoopThread, ThreadHealth
 from agent.systemd import Notifier
@@ -119,7 +113,7 @@ class Daemon:
         self.system_faults: set[str] = set()  # storage, auth: not about the water
         self.last_heartbeat: float | None = None
         self.warning_file = warning_file  # where the warning is kept across restarts
-        self.salvage_drains: list[tuple[Outbox, Uploader]] = []
+        self.salvage_drains: list[salvage.Drain] = []
         # SIGHUP: reloader(running config) -> a new valid Config, or None to keep running.
         self.reloader: Callable[[Config], Config | None] | None = None
         self.reload_config: Config | None = None
@@ -191,7 +185,7 @@ class Daemon:
             return self.sensor.read_burst(self.config.sensor.burst)
         except Exception as error:
             log.warning("sensor read failed: %s", error)
-            return [(None, "driver_error")]
+            return [(None, Reason.DRIVER_ERROR)]
 
     def interval(self) -> float:
         """Fast sampling while a warning is up, and also until the first level is known: after
@@ -226,11 +220,9 @@ class Daemon:
             self._save_warning()
         if self.outbox is not None:
             wall_now = self.wall()
-            unsynchronised = self.clock_synchronised() is False
+            synchronised = self.clock_synchronised()
             for event in events:
-                body = {"kind": event.kind, **event.data}
-                if unsynchronised:
-                    body["clock_synchronised"] = False
+                body = wire.event_body(event.kind, event.data, synchronised)
                 self.outbox.submit(EVENT, wall_now - (now - event.time), body)
             if self.uploader is not None:
                 self.uploader.urgent.set()  # an alarm event cuts any back-off short
@@ -278,22 +270,15 @@ class Daemon:
 
     def reading_record(self, measurement: Measurement) -> dict:
         engine = self.engine
-        record = {
-            "level_m": None if engine.level_m is None else round(engine.level_m, 4),
-            "reading_m": None if measurement.level_m is None else round(measurement.level_m, 4),
-            "raw": measurement.raw,
-            "raw_unit": self.sensor.unit,
-            "ok": measurement.accepted,
-            "reason": measurement.reason,
-            "state": engine.state_name,
-            "warning": engine.warning_name,
-            "rate_m_per_h": None if engine.rate_m_per_h is None else round(engine.rate_m_per_h, 4),
-        }
-        if self.clock_synchronised() is False:
-            # Stamped by a clock that has not been set since boot (no RTC): upstream must not
-            # trust `time`; the order of `seq` still holds.
-            record["clock_synchronised"] = False
-        return record
+        return wire.reading_body(
+            measurement,
+            level_m=engine.level_m,
+            state=engine.state_name,
+            warning=engine.warning_name,
+            rate_m_per_h=engine.rate_m_per_h,
+            raw_unit=self.sensor.unit,
+            clock_synchronised=self.clock_synchronised(),
+        )
 
     def false_echoes(self) -> list[dict]:
         """What the gate learned not to believe, for the technician (status) and upstream."""
@@ -321,21 +306,17 @@ class Daemon:
         outbox.submit(HEARTBEAT, self.wall(), self.heartbeat_record(now))
 
     def heartbeat_record(self, now: float) -> dict:
-        stats = self.outbox.stats() if self.outbox is not None else {}
-        return {
-            "uptime_s": round(now - self.started, 1),
-            "version": __version__,
-            "queue_depth": stats.get("depth"),
-            "dropped": stats.get("dropped"),
-            "dead_lettered": stats.get("dead_lettered"),
-            "disk_free_mb": _disk_free_mb(Path(self.config.storage.state_dir)),
-            "cpu_temp_c": _cpu_temperature_c(),
-            "clock_synchronised": self.clock_synchronised(),
-            "state": self.engine.state_name,
-            "warning": self.engine.warning_name,
-            "faults": self.all_faults(),
-            "false_echo_levels_m": [echo["level_m"] for echo in self.false_echoes()],
-        }
+        return wire.heartbeat_body(
+            uptime_s=now - self.started,
+            outbox_stats=self.outbox.stats() if self.outbox is not None else {},
+            disk_free_mb=_disk_free_mb(Path(self.config.storage.state_dir)),
+            cpu_temp_c=_cpu_temperature_c(),
+            clock_synchronised=self.clock_synchronised(),
+            state=self.engine.state_name,
+            warning=self.engine.warning_name,
+            faults=self.all_faults(),
+            false_echo_levels_m=[echo["level_m"] for echo in self.false_echoes()],
+        )
 
     def status_record(self) -> dict:
         engine, last, now = self.engine, self.last, self.clock()
@@ -399,22 +380,7 @@ class Daemon:
             self.outbox.ensure_writer()
         if self.uploader is not None:
             self.uploader.ensure_running()
-        for drain in list(self.salvage_drains):
-            box, uploader = drain
-            if box.stats()["depth"] == 0:
-                uploader.stop(timeout=1.0)
-                box.close()
-                for suffix in ("", "-wal", "-shm"):
-                    Path(f"{box.path}{suffix}").unlink(missing_ok=True)
-                self.salvage_drains.remove(drain)
-                log.info("salvaged outbox %s delivered and removed", box.path.name)
-            else:
-                uploader.ensure_running()
-        if self.outbox is not None and self.outbox.salvaged:
-            # The outbox replaced a damaged file while running: send what it salvaged.
-            draining = {box.path for box, _ in self.salvage_drains}
-            fresh = [path for path in self.outbox.take_salvaged() if path not in draining]
-            self.salvage_drains += salvage_uploaders(self.config, self.health, fresh)
+        salvage.tend(self.salvage_drains, self.outbox, self.config, self.health)
 
     def report_released_outputs(self, states: dict[str, bool | None]) -> None:
         """The last status a stopped daemon leaves: what each output read back as the pins
@@ -525,274 +491,3 @@ def _cpu_temperature_c(path: str = "/sys/class/thermal/thermal_zone0/temp") -> f
         return round(int(Path(path).read_text().strip()) / 1000.0, 1)
     except (OSError, ValueError):
         return None
-
-
-def open_outbox(
-    config: Config, health: ThreadHealth | None = None
-) -> tuple[Outbox | None, str | None]:
-    """The outbox, or why there is none. A full or read-only card does not stop it: it holds
-    records in memory and opens the file when it can. A damaged file (a failing SD card) is
-    replaced by the outbox itself (see agent.outbox), at start as while running."""
-    path = Path(config.storage.state_dir) / OUTBOX_FILE_NAME
-    settings = config.uplink
-    try:
-        return Outbox(path, settings.max_backlog_mb, settings.dead_letter_max, health=health), None
-    except (sqlite3.Error, OSError) as error:  # not expected: the outbox holds and retries
-        problem = f"cannot use the outbox {path}: {error}"
-    log.error("%s; running without it (the siren still works)", problem)
-    return None, problem
-
-
-def salvage_uploaders(
-    config: Config, health: ThreadHealth, paths: list[Path] | None = None
-) -> list[tuple[Outbox, Uploader]]:
-    """An uploader for each salvaged outbox (`paths`, or every one in the state directory)
-    with records left: they are sent under their own epoch."""
-    if not config.uplink.url:
-        return []  # store only: the salvaged files stay for the technician to take
-    if paths is None:
-        paths = sorted(Path(config.storage.state_dir).glob(f"{SALVAGE_PREFIX}*.sqlite"))
-    drains = []
-    for path in paths:
-        try:
-            box = Outbox(path, health=health)
-        except sqlite3.Error as error:
-            log.error("salvaged outbox %s cannot be opened: %s", path.name, error)
-            continue
-        # A salvaged file is all backlog: it goes at once, never waits for a calm batch.
-        uploader = Uploader(
-            box, dataclasses.replace(config.uplink, batch_s=0.0), config.station.id, health=health
-        )
-        uploader.start()
-        drains.append((box, uploader))
-    return drains
-
-
-def _setup_logging() -> None:
-    # Under systemd the journal stamps each line; on a terminal the time helps.
-    under_journal = "JOURNAL_STREAM" in os.environ
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format="%(levelname)s %(message)s"
-        if under_journal
-        else "%(asctime)s %(levelname)s %(message)s",
-    )
-
-
-class StopRequest:
-    """A stop that a signal handler can request without taking a lock.
-
-    threading.Event cannot be set from a signal handler safely: Python runs the handler in the
-    main thread between bytecodes, possibly while that thread's own Event.wait() holds the
-    Condition's lock, and set() then waits for that lock for ever (seen: a SIGTERM that hung
-    the daemon, which systemd would SIGKILL with the siren relay as it was). Here the handler
-    sets a flag and writes a byte to a pipe; the wait is a select() on the pipe."""
-
-    def __init__(self) -> None:
-        self._read, self._write = os.pipe()
-        os.set_blocking(self._read, False)
-        os.set_blocking(self._write, False)
-        self._requested = False
-        self._reload = False
-
-    def set(self) -> None:
-        self._requested = True
-        self._wake()
-
-    def request_reload(self) -> None:
-        """SIGHUP: wake the loop to read the configuration again (it does not stop)."""
-        self._reload = True
-        self._wake()
-
-    def take_reload(self) -> bool:
-        """True once per reload request; empties the pipe so the next wait waits again."""
-        if not self._reload:
-            return False
-        self._reload = False
-        try:
-            while os.read(self._read, 64):
-                pass
-        except OSError:
-            pass  # empty
-        if self._requested:
-            self._wake()  # a stop that came meanwhile must still wake the loop
-        return True
-
-    def _wake(self) -> None:
-        try:
-            os.write(self._write, b"!")
-        except OSError:
-            pass  # the pipe is full: a byte is already waiting
-
-    def is_set(self) -> bool:
-        return self._requested
-
-    def wait(self, timeout: float | None = None) -> bool:
-        if not self._requested:
-            try:
-                select.select([self._read], [], [], timeout)
-            except InterruptedError:
-                pass
-        return self._requested
-
-    def close(self) -> None:
-        for fd in (self._read, self._write):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-
-
-def run_daemon(config: Config, simulate: bool = False, config_path: Path | None = None) -> int:
-    """`gauge-agent run`: build the real parts, run until SIGTERM/SIGINT, release the pins.
-    SIGHUP (`systemctl reload gauge-agent`) reads `config_path` and its calibration again: a
-    valid file is applied without a stop, a file with problems is reported and the running
-    configuration kept."""
-    _setup_logging()
-    stop = StopRequest()
-
-    def request_stop(signum: int, _frame: object) -> None:
-        log.info("%s received, stopping", signal.Signals(signum).name)
-        stop.set()
-
-    def request_reload(_signum: int, _frame: object) -> None:
-        stop.request_reload()
-
-    # First of all: a signal during start-up must not kill the process with the pins as
-    # they are (SIGHUP's default action is to terminate).
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, request_stop)
-    signal.signal(signal.SIGHUP, request_reload)
-    # `kill -USR1 <pid>` writes every thread's stack to the journal: how a technician
-    # shows us a gauge that hangs, without stopping its siren.
-    faulthandler.register(signal.SIGUSR1, all_threads=True)
-
-    lock = StateLock(Path(config.storage.state_dir)).acquire()
-    pin_factory = None
-    if simulate:
-        from gpiozero.pins.mock import MockFactory
-
-        pin_factory = MockFactory()
-    from agent.outputs import GpioOutputs
-
-    health = ThreadHealth()
-    sensor = None
-    daemon: Daemon | None = None
-    outputs = None
-    outbox = uploader = None
-    drains: list[tuple[Outbox, Uploader]] = []
-    try:
-        sensor = open_sensor(config, simulate=simulate, pin_factory=pin_factory)
-        outbox, storage_problem = open_outbox(config, health)
-        outputs = GpioOutputs(
-            config.outputs, pin_factory=pin_factory, on_silence=lambda: _silence(daemon)
-        )
-        if outbox is not None and config.uplink.url:
-            uploader = Uploader(outbox, config.uplink, config.station.id, health=health)
-            uploader.start()
-            drains = salvage_uploaders(config, health)
-        status = StatusWriter(Path(config.storage.runtime_dir))
-
-        def build(running: Config) -> Daemon:
-            assert sensor is not None and outputs is not None  # opened above, before any build
-            built = Daemon(
-                running,
-                sensor,
-                outputs.apply,
-                status=status,
-                simulated=simulate,
-                notifier=Notifier(),
-                outbox=outbox,
-                uploader=uploader,
-                storage_problem=storage_problem,
-                warning_file=Path(running.storage.runtime_dir) / WARNING_FILE_NAME,
-                health=health,
-            )
-            built.reloader = lambda current: reread_configuration(config_path, current)
-            return built
-
-        daemon = build(config)
-        daemon.salvage_drains = drains
-        while True:
-            daemon.run(stop)
-            new = daemon.reload_config
-            if new is None:
-                break
-            # Everything that depends on the configuration is made again; the outbox, the
-            # lock and the status file stay (storage.* waits for a restart).
-            sensor.close()
-            try:
-                sensor = open_sensor(new, simulate=simulate, pin_factory=pin_factory)
-            except GaugeError as error:
-                log.error("reload: %s; the running configuration stays", error)
-                new = config
-                sensor = open_sensor(config, simulate=simulate, pin_factory=pin_factory)
-            if uploader is not None and new.uplink != config.uplink:
-                uploader.stop(timeout=1.0)
-                uploader = None
-            if uploader is None and outbox is not None and new.uplink.url:
-                uploader = Uploader(outbox, new.uplink, new.station.id, health=health)
-                uploader.start()
-            if new.outputs != config.outputs:
-                outputs.close()  # other pins: released, then claimed again below
-                outputs = GpioOutputs(
-                    new.outputs, pin_factory=pin_factory, on_silence=lambda: _silence(daemon)
-                )
-            previous, config = daemon, new
-            daemon = build(config)
-            daemon.take_over(previous)
-            log.info("configuration reloaded")
-    finally:
-        if outputs is not None:
-            released = outputs.close()
-            if daemon is not None:
-                daemon.report_released_outputs(released)
-        # Never wait on the network at a stop: the uploaders cut their connections.
-        for running in [uploader] + [drain for _, drain in drains]:
-            if running is not None:
-                running.stop(timeout=1.0)
-        for box in [outbox] + [drained for drained, _ in drains]:
-            if box is not None:
-                box.close()
-        if sensor is not None:
-            sensor.close()
-        lock.release()
-        stop.close()
-    return 0
-
-
-def reread_configuration(path: Path | None, running: Config) -> Config | None:
-    """The configuration file and calibration as they are now, if they are valid and differ
-    from the running ones; None (with the reason logged) to keep running as is."""
-    if path is None:
-        log.warning("SIGHUP: started without a configuration file; nothing to reload")
-        return None
-    try:
-        new = load_config(path)
-    except ConfigError as error:
-        for problem in error.problems:
-            log.error("reload refused: %s", problem)
-        log.error(
-            "SIGHUP: %s has %d problem(s); the running configuration stays",
-            path,
-            len(error.problems),
-        )
-        return None
-    if new.storage != running.storage:
-        log.warning(
-            "SIGHUP: storage.* changed; that takes a restart (sudo systemctl restart"
-            " gauge-agent). The rest is applied now."
-        )
-        new = dataclasses.replace(new, storage=running.storage)
-    if new == running:
-        log.info("SIGHUP: %s is unchanged", path)
-        return None
-    return new
-
-
-def _silence(daemon: Daemon | None) -> None:
-    if daemon is None:
-        return
-    if daemon.annunciator.silence(daemon.clock()):
-        log.warning("siren silenced for %.0f s by the button", daemon.config.outputs.silence_s)

@@ -7,14 +7,95 @@ from __future__ import annotations
 
 import json
 import math
+from typing import TYPE_CHECKING
 
+from agent import __version__
 from agent.outbox import Record
 from agent.units import format_utc
+
+if TYPE_CHECKING:
+    from agent.pipeline import Measurement
 
 NATIVE_CONTENT_TYPE = "application/json"
 INFLUX_CONTENT_TYPE = "text/plain; charset=utf-8"
 MEASUREMENTS = {"reading": "gauge_reading", "event": "gauge_event", "heartbeat": "gauge_heartbeat"}
 EVENT_TAGS = ("kind", "fault")  # two events at one instant must not share a series
+
+
+# -- the bodies of the records the daemon keeps (docs/upstream.md, field by field) ------------
+
+
+def _rounded(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def reading_body(
+    measurement: Measurement,
+    *,
+    level_m: float | None,
+    state: str,
+    warning: str,
+    rate_m_per_h: float | None,
+    raw_unit: str,
+    clock_synchronised: bool | None,
+) -> dict:
+    """A `reading`: this sample, and the smoothed level and states the alarms used."""
+    body = {
+        "level_m": _rounded(level_m, 4),
+        "reading_m": _rounded(measurement.level_m, 4),
+        "raw": measurement.raw,
+        "raw_unit": raw_unit,
+        "ok": measurement.accepted,
+        "reason": measurement.reason,
+        "state": state,
+        "warning": warning,
+        "rate_m_per_h": _rounded(rate_m_per_h, 4),
+    }
+    if clock_synchronised is False:
+        # Stamped by a clock that has not been set since boot (no RTC): upstream must not
+        # trust `time`; the order of `seq` still holds.
+        body["clock_synchronised"] = False
+    return body
+
+
+def event_body(kind: str, data: dict, clock_synchronised: bool | None) -> dict:
+    """An `event`: its kind, then its fields exactly as `gauge-agent replay` prints them."""
+    body = {"kind": kind, **data}
+    if clock_synchronised is False:
+        body["clock_synchronised"] = False
+    return body
+
+
+def heartbeat_body(
+    *,
+    uptime_s: float,
+    outbox_stats: dict,
+    disk_free_mb: float | None,
+    cpu_temp_c: float | None,
+    clock_synchronised: bool | None,
+    state: str,
+    warning: str,
+    faults: list[str],
+    false_echo_levels_m: list[float],
+) -> dict:
+    """A `heartbeat`: the gauge's own health, every `uplink.heartbeat_s`."""
+    return {
+        "uptime_s": round(uptime_s, 1),
+        "version": __version__,
+        "queue_depth": outbox_stats.get("depth"),
+        "dropped": outbox_stats.get("dropped"),
+        "dead_lettered": outbox_stats.get("dead_lettered"),
+        "disk_free_mb": disk_free_mb,
+        "cpu_temp_c": cpu_temp_c,
+        "clock_synchronised": clock_synchronised,
+        "state": state,
+        "warning": warning,
+        "faults": faults,
+        "false_echo_levels_m": false_echo_levels_m,
+    }
+
+
+# -- the batches on the wire --------------------------------------------------------------------
 
 
 def native_record(record: Record) -> dict:

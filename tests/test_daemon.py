@@ -397,7 +397,7 @@ def test_a_warning_saved_in_another_boot_is_taken_up_until_fresh_readings_say_ot
 
 STOP_STRESS = """
 import signal, sys
-from agent.daemon import StopRequest
+from agent.main import StopRequest
 for round in range(3000):
     stop = StopRequest()
     signal.signal(signal.SIGALRM, lambda *_: stop.set())

@@ -167,7 +167,7 @@ def test_committed_records_are_in_the_write_ahead_log_with_full_sync(outbox):
 
 @pytest.mark.slow
 def test_a_damaged_outbox_is_moved_aside_and_a_new_epoch_begins(tmp_path, caplog):
-    from agent.daemon import open_outbox
+    from agent.main import open_outbox
     from tests.conftest import config_from
 
     state = tmp_path / "state"
@@ -191,7 +191,7 @@ def test_an_unwritable_state_directory_holds_records_until_the_outbox_can_be_ope
     """The old daemon ran without an outbox for its whole run when the card was full or
     read-only at start: zero records upstream even after space returned."""
     import agent.outbox
-    from agent.daemon import open_outbox
+    from agent.main import open_outbox
     from tests.conftest import config_from
 
     monkeypatch.setattr(agent.outbox, "RETRY_WRITE_S", 0.2)
@@ -220,8 +220,9 @@ def test_a_damaged_meta_value_moves_the_file_aside_and_its_records_are_sent_unde
 ):
     """A damaged value in meta crashed the old daemon at every start (a restart loop, no
     siren), and the readable records of a file moved aside were never sent."""
-    from agent.daemon import open_outbox, salvage_uploaders
+    from agent.main import open_outbox
     from agent.receiver import ReferenceReceiver
+    from agent.salvage import salvage_uploaders
     from agent.supervision import ThreadHealth
     from tests.conftest import config_from
 

@@ -29,7 +29,7 @@ def test_waspada_is_a_steady_amber_lamp_and_no_siren():
     annunciator = Annunciator(CONFIG, 0.0)
     annunciator.set_alarm(1.0, WASPADA, [])
     frames = {annunciator.render(t) for t in (1.3, 2.0, 31.0)}
-    assert frames == {Frame(False, False, True, False)}
+    assert frames == {Frame(siren=False, green=False, amber=True, red=False)}
 
 
 def test_siaga_sounds_five_seconds_in_thirty_with_a_steady_red_lamp():
@@ -173,7 +173,7 @@ def test_silence_button_press_reaches_the_annunciator(mock_factory):
 
 def test_close_switches_the_siren_off_and_releases_every_pin(mock_factory):
     outputs = GpioOutputs(CONFIG.outputs, pin_factory=mock_factory)
-    outputs.apply(Frame(True, True, True, True))
+    outputs.apply(Frame(siren=True, green=True, amber=True, red=True))
     outputs.close()
     for pin in (17, 22, 23, 24):
         assert states(mock_factory, pin)[-1] is False
@@ -185,9 +185,9 @@ def test_siren_relay_and_lamps_switch_on_a_real_pi():
     """On the Pi, with the default pin factory: the relay and lamps follow the frames."""
     outputs = GpioOutputs(CONFIG.outputs)
     try:
-        outputs.apply(Frame(True, False, False, True))
+        outputs.apply(Frame(siren=True, green=False, amber=False, red=True))
         assert (outputs.siren.value, outputs.red.value) == (1, 1)
-        outputs.apply(Frame(False, True, False, False))
+        outputs.apply(Frame(siren=False, green=True, amber=False, red=False))
         assert (outputs.siren.value, outputs.green.value, outputs.red.value) == (0, 1, 0)
     finally:
         outputs.close()

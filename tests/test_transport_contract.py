@@ -95,9 +95,9 @@ def drain(uploader: Uploader, box: Outbox) -> None:
 
 
 def test_the_registry_finds_both_http_formats():
-    assert transport_formats() == ("influx", "native")
+    assert {"influx", "native"} <= set(transport_formats())
     for module in transports().values():
-        assert callable(module.open_transport)
+        assert callable(module.open_transport) and module.SCHEMES
 
 
 def test_retries_deliver_everything_once_and_in_order(outbox, tmp_path):

@@ -31,7 +31,7 @@ def execute(args: argparse.Namespace) -> int:
     # Until run_daemon installs its handlers (after the imports below, which take a second on
     # a Pi Zero), a SIGHUP would kill the process: its default action.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    from agent.daemon import run_daemon
+    from agent.main import run_daemon
 
     path = args.config if args.config or args.simulate else default_config_path()
     config = load_config(path) if path is not None else Config()

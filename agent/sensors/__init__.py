@@ -15,8 +15,8 @@ and the driver it returns has
   may stop early after a failed read when the rest would fail the same way (a silent bus),
 - `close()`.
 Adding a sensor is one module here plus its tests; tests/test_sensor_contract.py runs the same
-contract against every registered driver. Its settings table goes in agent/config.py
-(`[sensor.<table>]`) when it needs one.
+contract against every registered driver. Its settings table, when it needs one, is a
+`[sensor.<table>]` dataclass in agent/config/schema.py.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from agent.config import Config
 from agent.errors import InstallationError
+from agent.reasons import Reason
 from agent.sensors import RawRead
 from agent.sensors.temperature import TemperatureSource, compensation_factor
 
@@ -77,7 +78,7 @@ class HcSr04Sensor:
             try:
                 centimetres = self.sonar.distance
             except RuntimeError:  # the library's "Timed out"
-                reads.append((None, "no_echo"))
+                reads.append((None, Reason.NO_ECHO))
                 continue
             reads.append((round(centimetres * factor, 2), None))
         return reads

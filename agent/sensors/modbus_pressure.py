@@ -17,6 +17,7 @@ import fcntl
 from collections.abc import Callable
 
 from agent.config import Config
+from agent.reasons import Reason
 from agent.sensors import RawRead
 from agent.sensors.serial_ultrasonic import PORT_ERRORS
 
@@ -114,19 +115,20 @@ class ModbusPressureSensor:
                     settings.register, functioncode=function, byteorder=self.byteorder
                 )
         except mm.NoResponseError as error:
-            return self._failed("timeout", error)
+            return self._failed(Reason.TIMEOUT, error)
         except mm.InvalidResponseError as error:
-            reason = "crc_error" if "checksum" in str(error).lower() else "invalid_response"
+            checksum = "checksum" in str(error).lower()
+            reason = Reason.CRC_ERROR if checksum else Reason.INVALID_RESPONSE
             return self._failed(reason, error)
         except mm.SlaveReportedException as error:
-            return self._failed("exception_response", error)
+            return self._failed(Reason.EXCEPTION_RESPONSE, error)
         except mm.ModbusException as error:
             # Every minimalmodbus error is an OSError too: without this line a local echo or
             # any other protocol error was taken for a broken port, and the port dropped.
-            return self._failed("invalid_response", error)
+            return self._failed(Reason.INVALID_RESPONSE, error)
         except (*PORT_ERRORS, self.serial_module.SerialException) as error:
             self._drop_port()
-            return self._failed("port_error", error)
+            return self._failed(Reason.PORT_ERROR, error)
         self.last_error = None
         return register * settings.scale, None
 
@@ -140,7 +142,7 @@ class ModbusPressureSensor:
         reads = []
         for _ in range(count):
             reads.append(self.read_once())
-            if reads[-1][1] in ("timeout", "port_error"):
+            if reads[-1][1] in (Reason.TIMEOUT, Reason.PORT_ERROR):
                 break
         return reads
 

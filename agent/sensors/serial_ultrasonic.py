@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 
 from agent.config import Config
+from agent.reasons import Reason
 from agent.sensors import RawRead
 from agent.units import UNIT_TO_M
 
@@ -108,12 +109,12 @@ class SerialUltrasonicSensor:
             values = self._collect(port, count)
         except (*PORT_ERRORS, self.serial_module.SerialException) as error:
             self._drop_port(error)
-            return [(None, "port_error")]  # one is enough: the rest would fail the same
+            return [(None, Reason.PORT_ERROR)]  # one is enough: the rest would fail the same
         self.last_error = None
         reads: list[RawRead] = [(float(value), None) for value in values]
         if len(reads) < count:
             garbage = self.parser.discarded > discarded_before
-            reason = "garbage" if garbage and not values else "timeout"
+            reason = Reason.GARBAGE if garbage and not values else Reason.TIMEOUT
             reads += [(None, reason)] * (count - len(reads))
         return reads
 

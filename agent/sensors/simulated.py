@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 
 from agent.config import Config
+from agent.reasons import Reason
 from agent.sensors import RawRead
 
 KIND = "simulated"
@@ -145,12 +146,12 @@ class SimulatedSensor:
         t = self.scenario_time()
         scenario, rnd, settings = self.scenario, self.random, self.settings
         if scenario.outage(t):
-            return None, "timeout"
+            return None, Reason.TIMEOUT
         if scenario.object_in_beam(t):
             return self.min_range_m + 0.02 + rnd.gauss(0, 0.002), None
         no_echo = scenario.no_echo_probability
         if rnd.random() < (settings.no_echo_probability if no_echo is None else no_echo):
-            return None, "no_echo"
+            return None, Reason.NO_ECHO
         if rnd.random() < settings.spike_probability:
             return rnd.uniform(self.min_range_m, self.max_range_m), None
         distance = self.elevation_m - scenario.level(t) + rnd.gauss(0, settings.noise_m)

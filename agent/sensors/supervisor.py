@@ -22,6 +22,7 @@ from collections import Counter
 from collections.abc import Callable
 
 from agent.config import SensorConfig
+from agent.reasons import Reason
 from agent.sensors import RawRead, SensorDriver
 
 log = logging.getLogger("gauge-agent")
@@ -67,14 +68,14 @@ class SupervisedSensor:
         now = self.clock()
         if self.backoff_until is not None and now < self.backoff_until:
             self.skipped_samples += 1
-            return [(None, self.last_reason or "backoff")]
+            return [(None, self.last_reason or Reason.BACKOFF)]
         failing = self.failed_samples >= self.settings.fail_to_fault
         wanted = 1 if failing else (count or self.settings.burst)
         try:
             reads = self.driver.read_burst(wanted)
         except Exception as error:
             log.warning("sensor driver failed: %s", error)
-            reads = [(None, "driver_error")]
+            reads = [(None, Reason.DRIVER_ERROR)]
         self._account(reads)
         return reads
 
@@ -83,7 +84,7 @@ class SupervisedSensor:
         got_value = False
         for value, reason in reads:
             if value is None:
-                self.failures[reason or "no_reading"] += 1
+                self.failures[reason or Reason.NO_READING] += 1
                 self.last_reason = reason
             else:
                 got_value = True

@@ -10,7 +10,8 @@ for every transport. A transport only sends one batch and says what its answer m
 - "auth": the credentials were refused (the uploader pauses and reads the token again),
 - "stopped": the uploader is stopping; nothing was decided.
 
-A transport module declares `FORMAT` (the `uplink.format` that selects it) and
+A transport module declares `FORMAT` (the `uplink.format` that selects it), `SCHEMES` (the URL
+schemes `uplink.url` may have for it, e.g. ("https", "http") or ("mqtts",)) and
 `open_transport(config, station, stopping, wall) -> Transport`. Adding one (an MQTT client, say)
 is one module here plus its tests: the uploader's behaviour tests then hold for it too.
 """

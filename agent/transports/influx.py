@@ -12,6 +12,7 @@ from agent.transports.http import HttpTransport
 from agent.wire import INFLUX_CONTENT_TYPE, encode_influx
 
 FORMAT = "influx"
+SCHEMES = ("https", "http")
 
 
 class InfluxTransport(HttpTransport):

@@ -13,6 +13,7 @@ from agent.transports.http import HttpTransport
 from agent.wire import NATIVE_CONTENT_TYPE, encode_native
 
 FORMAT = "native"
+SCHEMES = ("https", "http")
 
 log = logging.getLogger("gauge-agent")
 
