@@ -28,6 +28,7 @@ from agent import clock as host_clock
 from agent.alarm import AlarmEngine, Event
 from agent.annunciator import Annunciator
 from agent.config import Config
+from agent.control import ControlServer, SampleFeed, sample_body
 from agent.outbox import EVENT, HEARTBEAT, READING, Outbox
 from agent.pipeline import Measurement, Pipeline
 from agent.reasons import Reason
@@ -83,6 +84,8 @@ class Daemon:
         boot_id: str | None = None,
         clock_synchronised: Callable[[], bool | None] | None = None,
         health: ThreadHealth | None = None,
+        feed: SampleFeed | None = None,
+        control: ControlServer | None = None,
     ):
         self.config = config
         self.sensor = sensor
@@ -120,6 +123,8 @@ class Daemon:
         self.since_boot = since_boot
         self.boot_id = boot_id if boot_id is not None else host_clock.boot_id()
         self.clock_synchronised = clock_synchronised or host_clock.SyncWatch()
+        self.feed = feed  # samples for `gauge-agent read` (agent.control)
+        self.control = control
         self._restore_warning()
 
     def _restore_warning(self) -> None:
@@ -267,6 +272,19 @@ class Daemon:
             self._heartbeat_if_due(now, self.outbox)
         if self.status is not None:
             self.status.write(self.status_record())
+        if self.feed is not None and self.feed.listening():
+            self.feed.publish(self.live_sample(measurement))
+
+    def live_sample(self, measurement: Measurement) -> dict:
+        health = self.sensor.health() if hasattr(self.sensor, "health") else {}
+        return sample_body(
+            measurement,
+            wall_time=self.wall(),
+            raw_unit=self.sensor.unit,
+            unit_to_m=self.sensor.unit_to_m,
+            value_kind=self.sensor.value_kind,
+            temperature_c=health.get("temperature_c"),
+        )
 
     def reading_record(self, measurement: Measurement) -> dict:
         engine = self.engine
@@ -376,6 +394,8 @@ class Daemon:
     def _keep_threads_running(self) -> None:
         """A thread that has died is a gauge that lies: start it again."""
         self.output_thread.ensure_running()
+        if self.control is not None:
+            self.control.ensure_running()
         if self.outbox is not None:
             self.outbox.ensure_writer()
         if self.uploader is not None:

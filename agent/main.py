@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent.config import Config, load_config
+from agent.control import ControlServer, SampleFeed, read_handler
 from agent.daemon import OUTBOX_FILE_NAME, WARNING_FILE_NAME, Daemon
 from agent.errors import ConfigError, GaugeError
 from agent.outbox import Outbox
@@ -148,6 +149,8 @@ class Parts:
         self.drains: list[Drain] = []
         self.status: StatusWriter | None = None
         self.daemon: Daemon | None = None  # the one running: the silence button acts on it
+        self.feed = SampleFeed()  # outlasts a reload: a `read` in progress goes on
+        self.control: ControlServer | None = None
 
     def open(self, config: Config) -> None:
         self.sensor = self._sensor(config)
@@ -157,6 +160,13 @@ class Parts:
         if self.uploader is not None:
             self.drains = salvage_uploaders(config, self.health)
         self.status = StatusWriter(Path(config.storage.runtime_dir))
+        self.control = ControlServer(
+            Path(config.storage.runtime_dir),
+            config.station.id,
+            {"read": read_handler(self.feed, self._sample_timeout_s)},
+            self.health,
+        )
+        self.control.start()
 
     def build(self, running: Config, config_path: Path | None) -> Daemon:
         assert self.sensor is not None and self.outputs is not None  # open() came first
@@ -172,6 +182,8 @@ class Parts:
             storage_problem=self.storage_problem,
             warning_file=Path(running.storage.runtime_dir) / WARNING_FILE_NAME,
             health=self.health,
+            feed=self.feed,
+            control=self.control,
         )
         daemon.reloader = lambda current: reread_configuration(config_path, current)
         daemon.salvage_drains = self.drains  # one list: the daemon adds and removes drains
@@ -203,6 +215,8 @@ class Parts:
     def close(self) -> None:
         """Release the pins first (and say how they were left), then stop the uploaders without
         waiting on the network, then close the files and the sensor."""
+        if self.control is not None:
+            self.control.stop()
         if self.outputs is not None:
             released = self.outputs.close()
             if self.daemon is not None:
@@ -230,6 +244,11 @@ class Parts:
         uploader = Uploader(self.outbox, config.uplink, config.station.id, health=self.health)
         uploader.start()
         return uploader
+
+    def _sample_timeout_s(self) -> float:
+        """How long a `read` client waits for the next sample: a slow sample and some."""
+        daemon = self.daemon
+        return 10.0 + (3 * daemon.interval() if daemon is not None else 60.0)
 
     def _silence(self) -> None:
         daemon = self.daemon

@@ -1,0 +1,166 @@
+"""The daemon's control socket and `gauge-agent read`: against the real socket, the real
+command line, a running simulated daemon, and the simulated sensor opened by the command."""
+
+from __future__ import annotations
+
+import json
+import queue
+import socket
+import stat
+import threading
+
+import pytest
+
+from agent import control
+from agent.control import FEED_QUEUE, ControlServer, SampleFeed, read_handler
+from agent.supervision import ThreadHealth
+from tests.conftest import daemon_status, run_cli, simulated_daemon, wait_for
+
+
+def ask(path, raw: bytes, timeout: float = 5.0) -> list[dict]:
+    with socket.socket(socket.AF_UNIX) as client:
+        client.settimeout(timeout)
+        client.connect(str(path))
+        client.sendall(raw)
+        data = b""
+        while chunk := client.recv(65536):
+            data += chunk
+    return [json.loads(line) for line in data.splitlines()]
+
+
+@pytest.fixture
+def server(tmp_path):
+    feed = SampleFeed()
+    running = ControlServer(
+        tmp_path, "benanga-01", {"read": read_handler(feed, lambda: 5.0)}, ThreadHealth()
+    )
+    assert running.start()
+    yield running, feed
+    running.stop()
+
+
+def test_a_reader_gets_the_next_samples_then_done(server):
+    running, feed = server
+    answers: list[dict] = []
+    client = threading.Thread(
+        target=lambda: answers.extend(ask(running.path, b'{"command": "read", "count": 3}\n'))
+    )
+    client.start()
+    wait_for(feed.listening, 5, "the reader to subscribe")
+    for level in (7.1, 7.2, 7.3, 7.4):
+        feed.publish({"level_m": level})
+    client.join(5)
+    assert answers == [
+        {"sample": {"level_m": 7.1}},
+        {"sample": {"level_m": 7.2}},
+        {"sample": {"level_m": 7.3}},
+        {"ok": True, "done": True},
+    ]
+    wait_for(lambda: not feed.listening(), 5, "the reader to leave")
+
+
+@pytest.mark.parametrize(
+    ("raw", "error"),
+    [
+        (b"not json\n", "a request is one line of JSON"),
+        (b"[1, 2]\n", "a request is a JSON object"),
+        (b'{"command": "format-the-card"}\n', "unknown command 'format-the-card'"),
+        (b'{"command": "read", "count": 0}\n', "count must be a whole number"),
+        (b'{"command": "read", "count": true}\n', "count must be a whole number"),
+        (b'{"command": "hello", "pad": "' + b"x" * 5000 + b'"}\n', "at most 4096 bytes"),
+    ],
+)
+def test_a_bad_request_gets_a_reason_and_the_server_goes_on(server, raw, error):
+    running, _ = server
+    (answer,) = ask(running.path, raw)
+    assert answer["ok"] is False and error in answer["error"]
+    (hello,) = ask(running.path, b'{"command": "hello"}\n')
+    assert hello["ok"] is True and hello["station"] == "benanga-01"
+
+
+def test_the_socket_is_for_the_service_group_only_and_removed_at_stop(tmp_path):
+    running = ControlServer(tmp_path, "benanga-01", {}, ThreadHealth())
+    (tmp_path / control.SOCKET_NAME).touch()  # not a socket: left by something else
+    assert not running.start()  # never removes a file it did not make
+    (tmp_path / control.SOCKET_NAME).unlink()
+    assert running.start()
+    assert stat.S_IMODE(running.path.stat().st_mode) == 0o660
+    running.stop()
+    assert not running.path.exists()
+
+
+def test_a_reader_that_never_reads_never_holds_up_the_sampling_thread():
+    feed = SampleFeed()
+    stuck = feed.subscribe()
+    for i in range(10_000):  # would block at FEED_QUEUE if publish waited
+        feed.publish({"i": i})
+    assert stuck.qsize() == FEED_QUEUE
+    assert [stuck.get_nowait()["i"] for _ in range(FEED_QUEUE)] == list(range(FEED_QUEUE))
+    with pytest.raises(queue.Empty):
+        stuck.get_nowait()
+
+
+def quiet_config(tmp_path, noise_m: float) -> str:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        f"""
+[storage]
+state_dir = "{tmp_path / "state"}"
+runtime_dir = "{tmp_path / "run"}"
+[sensor]
+interval_s = 0.2
+alarm_interval_s = 0.1
+[sensor.simulated]
+scenario = "calm"
+noise_m = {noise_m}
+spike_probability = 0.0
+no_echo_probability = 0.0
+"""
+    )
+    return str(path)
+
+
+@pytest.mark.slow
+def test_read_without_a_daemon_opens_the_sensor_and_says_when_it_is_stable(tmp_path):
+    steady = run_cli("read", "--config", quiet_config(tmp_path, 0.002), "--count", "14")
+    assert steady.returncode == 0, steady.stderr
+    lines = steady.stdout.splitlines()
+    assert lines[0] == "reading 14 samples from the sensor (simulated), no daemon running"
+    assert len(lines) == 16 and "not used: acquiring" in lines[1]
+    assert lines[-1].startswith("level 6.9") and ": stable (last 10 within" in lines[-1]
+    noisy = run_cli("read", "--config", quiet_config(tmp_path, 0.05), "--count", "14")
+    assert noisy.returncode == 0, noisy.stderr
+    assert "not stable yet (last 10 spread" in noisy.stdout.splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_read_from_the_running_daemon_gives_its_samples_as_json(tmp_path):
+    with simulated_daemon(tmp_path) as process:
+        wait_for(lambda: daemon_status(tmp_path).get("samples"), 20, "the first sample")
+        result = run_cli(
+            "read", "--config", str(tmp_path / "config.toml"), "--count", "3", "--json"
+        )
+        samples_after = daemon_status(tmp_path)["samples"]
+        human = run_cli("read", "--config", str(tmp_path / "config.toml"), "--count", "2")
+        process.terminate()
+        process.communicate(timeout=10)
+    assert result.returncode == 0, result.stderr
+    samples = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(samples) == 3
+    for sample in samples:
+        assert set(sample) >= {
+            "time",
+            "raw",
+            "raw_unit",
+            "temperature_c",
+            "distance_m",
+            "level_m",
+            "ok",
+            "reason",
+        }
+        assert sample["raw_unit"] == "m" and sample["time"].endswith("Z")
+        if sample["ok"]:
+            assert sample["level_m"] == pytest.approx(10.40 - sample["distance_m"], abs=0.001)
+    assert samples_after >= 3  # they were the daemon's samples, taken while it ran
+    assert human.returncode == 0, human.stderr
+    assert human.stdout.startswith("reading 2 samples from the running daemon\n")
