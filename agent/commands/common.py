@@ -1,11 +1,16 @@
-"""What several commands share: where the configuration is, and how to read it."""
+"""What several commands share: where the configuration is, how to read it, and live samples
+from the daemon or the sensor."""
 
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
+from agent import control
 from agent.config import DEFAULT_CONFIG_PATH, Config, load_config
+from agent.errors import GaugeError
 
 
 def default_config_path() -> Path:
@@ -24,3 +29,71 @@ def load_or_default(path: Path | None) -> Config:
     if path is None and not default_config_path().exists():
         return Config()
     return load(path)
+
+
+def live_samples(config: Config, count: int) -> tuple[Iterator[dict], str]:
+    """`count` samples and where they come from: the running daemon over its control socket
+    (it owns the sensor), or, when no daemon runs, the sensor opened here."""
+    runtime = Path(config.storage.runtime_dir)
+    # The daemon waits up to 10 s + 3 intervals for a sample; wait a little longer than that.
+    timeout = 15.0 + 3 * max(config.sensor.interval_s, config.sensor.alarm_interval_s)
+    try:
+        client = control.request(runtime, {"command": "read", "count": count}, timeout)
+    except PermissionError:
+        raise GaugeError(
+            f"cannot reach the daemon at {runtime / control.SOCKET_NAME}: permission denied."
+            " Add your user to the service's group (sudo usermod -aG gauge-agent $USER), log"
+            " in again, or use sudo"
+        ) from None
+    except OSError as error:
+        raise GaugeError(f"cannot reach the daemon at {runtime}: {error}") from None
+    if client is not None:
+        return _from_daemon(client), "the running daemon"
+    return _from_sensor(config, count), f"the sensor ({config.sensor.kind}), no daemon running"
+
+
+def _from_daemon(client) -> Iterator[dict]:
+    try:
+        for answer in control.answers(client):
+            if "sample" in answer:
+                yield answer["sample"]
+            elif not answer.get("ok"):
+                raise GaugeError(f"the daemon says: {answer.get('error')}")
+    except TimeoutError:
+        raise GaugeError("the daemon stopped answering (is it still running?)") from None
+
+
+def _from_sensor(config: Config, count: int) -> Iterator[dict]:
+    """No daemon: open the sensor here, through the same driver, supervisor and pipeline.
+    The state lock keeps a daemon from starting on the same port meanwhile."""
+    from agent.pipeline import Pipeline
+    from agent.sensors import open_sensor
+    from agent.statelock import StateLock
+
+    lock = StateLock(Path(config.storage.state_dir)).acquire()
+    try:
+        sensor = open_sensor(config)
+        try:
+            pipeline = Pipeline(config, sensor.value_kind, sensor.unit_to_m)
+            health = getattr(sensor, "health", None)
+            period = config.sensor.alarm_interval_s  # the daemon's fast pace
+            next_at = time.monotonic()
+            for _ in range(count):
+                delay = next_at - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                next_at += period
+                now = time.monotonic()
+                measurement = pipeline.process_burst(now, sensor.read_burst(config.sensor.burst))
+                yield control.sample_body(
+                    measurement,
+                    wall_time=time.time(),
+                    raw_unit=sensor.unit,
+                    unit_to_m=sensor.unit_to_m,
+                    value_kind=sensor.value_kind,
+                    temperature_c=health().get("temperature_c") if health else None,
+                )
+        finally:
+            sensor.close()
+    finally:
+        lock.release()
