@@ -8,6 +8,8 @@ request per line, JSON lines back:
     {"command": "hello"}              -> {"ok": true, "station": ..., "pid": ..., "version": ...}
     {"command": "read", "count": N}   -> {"sample": {...}} for each of the next N samples the
                                          daemon takes, then {"ok": true, "done": true}
+    {"command": "reload"}             -> {"ok": true, "reloading": true}; the daemon reads its
+                                         configuration and calibration again (as on SIGHUP)
 
 Anything else gets {"ok": false, "error": "..."}. The sampling thread never waits for a client:
 each sample is offered to every reader's small queue and a reader that does not keep up misses
@@ -100,6 +102,17 @@ def read_handler(feed: SampleFeed, sample_timeout_s: Callable[[], float]) -> Han
         finally:
             feed.unsubscribe(reader)
         send({"ok": True, "done": True})
+
+    return handle
+
+
+def reload_handler(request_reload: Callable[[], None]) -> Handler:
+    """`reload`: read the configuration and calibration again, as SIGHUP does (a technician
+    may not signal the service's process; the group may use this socket)."""
+
+    def handle(request: dict, send: Send) -> None:
+        request_reload()
+        send({"ok": True, "reloading": True})
 
     return handle
 

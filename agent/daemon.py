@@ -27,7 +27,7 @@ from agent import __version__, salvage, wire
 from agent import clock as host_clock
 from agent.alarm import AlarmEngine, Event
 from agent.annunciator import Annunciator
-from agent.config import Config
+from agent.config import CalibrationConfig, Config
 from agent.control import ControlServer, SampleFeed, sample_body
 from agent.outbox import EVENT, HEARTBEAT, READING, Outbox
 from agent.pipeline import Measurement, Pipeline
@@ -62,6 +62,13 @@ def describe(event: Event) -> str:
         return f"fault {data['fault']} {'RAISED' if data['active'] else 'cleared'}{reason}"
     if event.kind == "siren":
         return f"siren {data['pattern']}"
+    if event.kind == "calibration":
+        changes = [
+            f"{name} {data[f'previous_{name}']} -> {data[name]}"
+            for name in ("sensor_elevation_m", "offset_m", "scale")
+            if data[name] != data[f"previous_{name}"]
+        ]
+        return f"calibration changed: {', '.join(changes)}"
     return f"{event.kind} {data}"
 
 
@@ -483,6 +490,16 @@ class Daemon:
             return False
         self.reload_config = self.reloader(self.config)
         return self.reload_config is not None
+
+    def calibration_changed(self, old: CalibrationConfig) -> None:
+        """A new calibration is in use (a reload after `gauge-agent calibrate`): an event, so
+        that upstream sees why the levels stepped."""
+        new = self.config.calibration
+        data: dict = {}
+        for name in ("sensor_elevation_m", "offset_m", "scale"):
+            data[name] = getattr(new, name)
+            data[f"previous_{name}"] = getattr(old, name)
+        self.handle([Event(self.clock(), "calibration", data)])
 
     def take_over(self, previous: Daemon) -> None:
         """After a reload: carry on from the previous Daemon's warning, silence and duty cycle,

@@ -14,11 +14,12 @@ import select
 import signal
 import sqlite3
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent.config import Config, load_config
-from agent.control import ControlServer, SampleFeed, read_handler
+from agent.control import ControlServer, SampleFeed, read_handler, reload_handler
 from agent.daemon import OUTBOX_FILE_NAME, WARNING_FILE_NAME, Daemon
 from agent.errors import ConfigError, GaugeError
 from agent.outbox import Outbox
@@ -133,9 +134,10 @@ class Parts:
     configuration changes is built again (the outbox, the lock and the status file stay:
     storage.* waits for a restart)."""
 
-    def __init__(self, simulate: bool, health: ThreadHealth):
+    def __init__(self, simulate: bool, health: ThreadHealth, request_reload: Callable[[], None]):
         self.simulate = simulate
         self.health = health
+        self.request_reload = request_reload  # what SIGHUP does; also on the control socket
         self.pin_factory = None
         if simulate:
             from gpiozero.pins.mock import MockFactory
@@ -163,7 +165,10 @@ class Parts:
         self.control = ControlServer(
             Path(config.storage.runtime_dir),
             config.station.id,
-            {"read": read_handler(self.feed, self._sample_timeout_s)},
+            {
+                "read": read_handler(self.feed, self._sample_timeout_s),
+                "reload": reload_handler(self.request_reload),
+            },
             self.health,
         )
         self.control.start()
@@ -281,7 +286,7 @@ def run_daemon(config: Config, simulate: bool = False, config_path: Path | None 
     faulthandler.register(signal.SIGUSR1, all_threads=True)
 
     lock = StateLock(Path(config.storage.state_dir)).acquire()
-    parts = Parts(simulate, ThreadHealth())
+    parts = Parts(simulate, ThreadHealth(), stop.request_reload)
     try:
         parts.open(config)
         daemon = parts.build(config, config_path)
@@ -294,6 +299,8 @@ def run_daemon(config: Config, simulate: bool = False, config_path: Path | None 
             previous, daemon = daemon, parts.build(config, config_path)
             daemon.take_over(previous)
             log.info("configuration reloaded")
+            if config.calibration != previous.config.calibration:
+                daemon.calibration_changed(previous.config.calibration)
     finally:
         parts.close()
         lock.release()

@@ -45,11 +45,17 @@ def config_from(data: dict | None = None) -> Config:
 
 
 def run_cli(
-    *args: str, timeout: float = 60, env: dict | None = None, cwd: Path | None = None
+    *args: str,
+    timeout: float = 60,
+    env: dict | None = None,
+    cwd: Path | None = None,
+    input: str = "",
 ) -> subprocess.CompletedProcess:
-    """The real command line in a child process, as a user would run it."""
+    """The real command line in a child process, as a user would run it; `input` is what the
+    user types (answers to its questions)."""
     return subprocess.run(
         [sys.executable, "-m", "agent", *args],
+        input=input,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -200,3 +206,34 @@ def daemon_status(tmp_path: Path) -> dict:
         return json.loads((tmp_path / "run" / "status.json").read_text())
     except (FileNotFoundError, ValueError):
         return {}
+
+
+def calm_config(
+    tmp_path: Path,
+    noise_m: float = 0.002,
+    calibrated_elevation_m: float = 10.40,
+    mount_elevation_m: float = 10.40,
+) -> str:
+    """A configuration file for still water at 6.90 m under a simulated sensor hanging at
+    `mount_elevation_m`, calibrated as if it hung at `calibrated_elevation_m` (then the gauge
+    shows the difference), sampling fast. Returns its path."""
+    path = tmp_path / "config.toml"
+    path.write_text(
+        f"""
+[storage]
+state_dir = "{tmp_path / "state"}"
+runtime_dir = "{tmp_path / "run"}"
+[calibration]
+sensor_elevation_m = {calibrated_elevation_m}
+[sensor]
+interval_s = 0.2
+alarm_interval_s = 0.1
+[sensor.simulated]
+scenario = "calm"
+mount_elevation_m = {mount_elevation_m}
+noise_m = {noise_m}
+spike_probability = 0.0
+no_echo_probability = 0.0
+"""
+    )
+    return str(path)

@@ -14,7 +14,7 @@ import pytest
 from agent import control
 from agent.control import FEED_QUEUE, ControlServer, SampleFeed, read_handler
 from agent.supervision import ThreadHealth
-from tests.conftest import daemon_status, run_cli, simulated_daemon, wait_for
+from tests.conftest import calm_config, daemon_status, run_cli, simulated_daemon, wait_for
 
 
 def ask(path, raw: bytes, timeout: float = 5.0) -> list[dict]:
@@ -100,35 +100,15 @@ def test_a_reader_that_never_reads_never_holds_up_the_sampling_thread():
         stuck.get_nowait()
 
 
-def quiet_config(tmp_path, noise_m: float) -> str:
-    path = tmp_path / "config.toml"
-    path.write_text(
-        f"""
-[storage]
-state_dir = "{tmp_path / "state"}"
-runtime_dir = "{tmp_path / "run"}"
-[sensor]
-interval_s = 0.2
-alarm_interval_s = 0.1
-[sensor.simulated]
-scenario = "calm"
-noise_m = {noise_m}
-spike_probability = 0.0
-no_echo_probability = 0.0
-"""
-    )
-    return str(path)
-
-
 @pytest.mark.slow
 def test_read_without_a_daemon_opens_the_sensor_and_says_when_it_is_stable(tmp_path):
-    steady = run_cli("read", "--config", quiet_config(tmp_path, 0.002), "--count", "14")
+    steady = run_cli("read", "--config", calm_config(tmp_path, 0.002), "--count", "14")
     assert steady.returncode == 0, steady.stderr
     lines = steady.stdout.splitlines()
     assert lines[0] == "reading 14 samples from the sensor (simulated), no daemon running"
     assert len(lines) == 16 and "not used: acquiring" in lines[1]
     assert lines[-1].startswith("level 6.9") and ": stable (last 10 within" in lines[-1]
-    noisy = run_cli("read", "--config", quiet_config(tmp_path, 0.05), "--count", "14")
+    noisy = run_cli("read", "--config", calm_config(tmp_path, 0.05), "--count", "14")
     assert noisy.returncode == 0, noisy.stderr
     assert "not stable yet (last 10 spread" in noisy.stdout.splitlines()[-1]
 

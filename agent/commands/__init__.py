@@ -17,7 +17,7 @@ import importlib
 from types import ModuleType
 from typing import Protocol
 
-COMMANDS = ("run", "replay", "check_config", "status", "read")
+COMMANDS = ("run", "replay", "check_config", "status", "read", "calibrate")
 
 
 class Command(Protocol):

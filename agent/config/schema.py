@@ -137,6 +137,16 @@ class SimulatedSensorConfig:
     no_echo_probability: float = field(default=0.02, metadata=_rule(between(0, 1, "a probability")))
     noise_m: float = field(default=0.005, metadata=_rule(between(0, 1, "metres")))
     repeat: bool = True  # start the scenario again when it ends
+    # Where the simulated sensor really hangs, in the site's datum: the world a calibration is
+    # made against. -1: at calibration.sensor_elevation_m (a gauge already calibrated).
+    mount_elevation_m: float = field(
+        default=-1.0,
+        metadata=_rule(
+            lambda v: (
+                None if v == -1 or 0 <= v <= 9000 else "must be -1 (as calibrated) or 0 .. 9000 m"
+            )
+        ),
+    )
 
 
 @dataclass(frozen=True)

@@ -121,7 +121,8 @@ class SimulatedSensor:
         settings = config.sensor.simulated
         self.settings = settings
         self.scenario = SCENARIOS[settings.scenario]()
-        self.elevation_m = config.calibration.sensor_elevation_m
+        mount = settings.mount_elevation_m
+        self.elevation_m = mount if mount != -1 else config.calibration.sensor_elevation_m
         self.min_range_m = config.sensor.min_range_m
         self.max_range_m = config.sensor.max_range_m
         self.random = random.Random(settings.seed)

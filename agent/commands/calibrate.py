@@ -1,0 +1,260 @@
+"""`gauge-agent calibrate`: set the calibration against the dam's staff gauge, see it, see its
+history, undo the last change. The running daemon takes a new calibration without a restart
+(it is asked over its control socket) and reports the change upstream as an event."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from agent import control
+from agent.calibration import (
+    LARGE_CHANGE_M,
+    CalibrationFiles,
+    CalibrationRefused,
+    Readings,
+    level_of,
+    offset_from_staff_gauge,
+)
+from agent.commands.common import default_config_path, live_samples
+from agent.config import CalibrationConfig, Config, load_config
+from agent.errors import EXIT_FAILURE, EXIT_OK, GaugeError
+from agent.stability import STABLE_READINGS, LevelStats
+
+NAME = "calibrate"
+HELP = "calibration against the staff gauge: offset, show, history, undo"
+SETTLE_SAMPLES = 3  # samples allowed per reading needed before giving up on stability
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="the gauge's configuration file")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    offset = actions.add_parser(
+        "offset",
+        help="read the staff gauge, take stable readings, set the elevation or offset",
+    )
+    offset.add_argument(
+        "--staff-gauge",
+        type=_level,
+        required=True,
+        metavar="LEVEL",
+        help="the level read on the staff gauge now, in metres of the site's datum",
+    )
+    offset.add_argument(
+        "--readings",
+        type=_readings,
+        default=STABLE_READINGS,
+        metavar="N",
+        help=f"stable readings to average (default {STABLE_READINGS})",
+    )
+    offset.add_argument("--yes", action="store_true", help="write without asking")
+    actions.add_parser("show", help="the calibration in use, and its last change")
+    actions.add_parser("history", help="every change: when, who, old and new, from what")
+    undo = actions.add_parser("undo", help="go back to the calibration before the last change")
+    undo.add_argument("--yes", action="store_true", help="write without asking")
+
+
+def _level(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or not -500 <= value <= 9000:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a level in metres, e.g. 7.85")
+    return value
+
+
+def _readings(text: str) -> int:
+    if not text.isdigit() or not STABLE_READINGS <= int(text) <= 1000:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} must be a whole number from {STABLE_READINGS} to 1000"
+        )
+    return int(text)
+
+
+def execute(args: argparse.Namespace) -> int:
+    path = args.config if args.config is not None else default_config_path()
+    if not path.exists():
+        raise GaugeError(
+            f"calibrate keeps calibration.toml beside the configuration file, and {path} does"
+            " not exist: give --config PATH"
+        )
+    config = load_config(path)
+    files = CalibrationFiles(path)
+    if args.action == "show":
+        return _show(config, files)
+    if args.action == "history":
+        return _history(files)
+    if args.action == "undo":
+        return _undo(config, files, args.yes)
+    return _offset(config, files, args.staff_gauge, args.readings, args.yes)
+
+
+def _offset(config: Config, files: CalibrationFiles, staff_m: float, needed: int, yes: bool) -> int:
+    readings = take_readings(config, needed)
+    current = config.calibration
+    new = offset_from_staff_gauge(current, readings, staff_m)
+    what = "distance" if readings.kind == "distance" else "depth"
+    print(
+        f"readings used: {readings.count}, mean {what} {readings.mean_m:.4f} m, sd"
+        f" {readings.sd_m * 100:.1f} cm (from {readings.low_m:.3f} to {readings.high_m:.3f} m)"
+    )
+    shown = level_of(current, readings)
+    print(f"the gauge shows {shown:.3f} m now; the staff gauge {staff_m:.3f} m")
+    changed = _print_change(current, new)
+    if not changed:
+        print("the calibration already agrees with the staff gauge: nothing to write")
+        return EXIT_OK
+    if not _confirm(yes):
+        print("nothing written")
+        return EXIT_FAILURE
+    files.write(
+        current,
+        new,
+        "offset",
+        {"staff_gauge_m": staff_m, "readings": asdict(readings)},
+        time.time(),
+    )
+    print(f"written: {files.path} (the version before: {files.previous.name})")
+    _tell_daemon(config)
+    return EXIT_OK
+
+
+def take_readings(config: Config, needed: int) -> Readings:
+    """`needed` plausible readings whose last STABLE_READINGS agree within 1 cm, from the
+    daemon or the sensor; refused if they do not settle within SETTLE_SAMPLES times as many."""
+    samples, source = live_samples(config, needed * SETTLE_SAMPLES)
+    print(f"taking {needed} stable readings from {source}", flush=True)
+    stats = LevelStats()
+    values: list[float] = []
+    kind = "distance"
+    for sample in samples:
+        kind = "distance" if "distance_m" in sample else "depth"
+        value = sample.get(f"{kind}_m")
+        if not sample["ok"] or value is None:
+            print(f"  not used: {sample['reason']}", flush=True)
+            continue
+        values.append(value)
+        stats.add(value)
+        print(f"  {len(values):3d}  {kind} {value:.4f} m  {stats.verdict()}", flush=True)
+        if len(values) >= needed and stats.stable:
+            recent = values[-needed:]
+            mean = sum(recent) / needed
+            sd = math.sqrt(sum((v - mean) ** 2 for v in recent) / (needed - 1))
+            return Readings(kind, needed, round(mean, 5), round(sd, 5), min(recent), max(recent))
+    raise CalibrationRefused(
+        f"the readings did not settle ({stats.verdict()}): nothing written. Look at the sensor"
+        " with `gauge-agent read` (an object in the beam, waves, a loose mount) and try again"
+    )
+
+
+def _print_change(old: CalibrationConfig, new: CalibrationConfig) -> bool:
+    changed = False
+    for name, before in asdict(old).items():
+        after = getattr(new, name)
+        if after != before:
+            changed = True
+            print(f"  {name}: {before} -> {after} ({after - before:+.4f})")
+            if abs(after - before) > LARGE_CHANGE_M and name != "scale":
+                print(
+                    f"  WARNING: a change of more than {LARGE_CHANGE_M:g} m; is the staff gauge"
+                    " value right, and in metres of the site's datum?"
+                )
+    return changed
+
+
+def _confirm(yes: bool) -> bool:
+    if yes:
+        return True
+    print("Write this calibration? [y/N] ", end="", flush=True)
+    answer = sys.stdin.readline()
+    return answer.strip().lower() in ("y", "yes")
+
+
+def _tell_daemon(config: Config) -> None:
+    runtime = Path(config.storage.runtime_dir)
+    try:
+        client = control.request(runtime, {"command": "reload"}, 10.0)
+        answer: dict | None = None
+        if client is not None:
+            answer = next(control.answers(client), {})
+    except OSError as error:
+        print(
+            f"could not ask the daemon to apply it ({error.strerror or error}):"
+            " sudo systemctl reload gauge-agent"
+        )
+        return
+    if answer is None:
+        print("no daemon running: it uses the new calibration when it starts")
+    elif answer.get("ok"):
+        print("the running daemon is applying it now (no restart)")
+    else:
+        print(f"the daemon did not take it: {answer.get('error')}")
+
+
+def _show(config: Config, files: CalibrationFiles) -> int:
+    history = files.history()
+    source = str(files.path) if files.path.exists() else "the configuration file (never calibrated)"
+    print(f"calibration in use (from {source}):")
+    for name, value in asdict(config.calibration).items():
+        print(f"  {name} = {value}")
+    if history:
+        last = history[-1]
+        print(f"last change: {last.get('time')} by {last.get('user')} ({last.get('action')})")
+    return EXIT_OK
+
+
+def _history(files: CalibrationFiles) -> int:
+    history = files.history()
+    if not history:
+        print(f"no calibration changes recorded ({files.history_path} does not exist yet)")
+        return EXIT_OK
+    for entry in history:
+        print(_history_line(entry))
+    return EXIT_OK
+
+
+def _history_line(entry: dict) -> str:
+    if "damaged_line" in entry:
+        return f"(line {entry['damaged_line']} of the history cannot be read)"
+    old, new = entry.get("old") or {}, entry.get("new") or {}
+    changes = ", ".join(
+        f"{name} {old.get(name)} -> {new.get(name)}"
+        for name in new
+        if new.get(name) != old.get(name)
+    )
+    who = f"{entry.get('time')}  {entry.get('user')}  {entry.get('action')}"
+    line = f"{who}  {changes or 'no change'}"
+    readings = entry.get("readings")
+    if isinstance(readings, dict) and "staff_gauge_m" in entry:
+        line += (
+            f"  (staff gauge {entry['staff_gauge_m']} m, {readings.get('count')} readings,"
+            f" sd {100 * (readings.get('sd_m') or 0):.1f} cm)"
+        )
+    return line
+
+
+def _undo(config: Config, files: CalibrationFiles, yes: bool) -> int:
+    history = [entry for entry in files.history() if "old" in entry]
+    if not history:
+        raise GaugeError("there is no calibration change to undo")
+    last = history[-1]
+    try:
+        restored = CalibrationConfig(**last["old"])
+    except TypeError:
+        raise GaugeError("the last history entry cannot be read back; edit the file") from None
+    print(f"undo the change of {last.get('time')} by {last.get('user')} ({last.get('action')}):")
+    if not _print_change(config.calibration, restored):
+        print("the calibration in use is already that: nothing to write")
+        return EXIT_OK
+    if not _confirm(yes):
+        print("nothing written")
+        return EXIT_FAILURE
+    files.write(config.calibration, restored, "undo", {"undoes": last.get("time")}, time.time())
+    print(f"written: {files.path}")
+    _tell_daemon(config)
+    return EXIT_OK
