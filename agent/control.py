@@ -10,6 +10,8 @@ request per line, JSON lines back:
                                          daemon takes, then {"ok": true, "done": true}
     {"command": "reload"}             -> {"ok": true, "reloading": true}; the daemon reads its
                                          configuration and calibration again (as on SIGHUP)
+    {"command": "maintenance", "minutes": N}  -> {"ok": true, "until": UTC or null}; readings
+                                         flagged `maintenance` for N minutes (0: end it now)
 
 Anything else gets {"ok": false, "error": "..."}. The sampling thread never waits for a client:
 each sample is offered to every reader's small queue and a reader that does not keep up misses
@@ -102,6 +104,28 @@ def read_handler(feed: SampleFeed, sample_timeout_s: Callable[[], float]) -> Han
         finally:
             feed.unsubscribe(reader)
         send({"ok": True, "done": True})
+
+    return handle
+
+
+MAINTENANCE_MAX_MINUTES = 720  # 12 hours: a forgotten "on" ends by the next morning
+
+
+def maintenance_handler(set_minutes: Callable[[int], str | None]) -> Handler:
+    """`maintenance`: {"minutes": N} flags readings for N minutes, {"minutes": 0} ends it.
+    `set_minutes` applies it to the running daemon and returns when it ends (UTC) or None."""
+
+    def handle(request: dict, send: Send) -> None:
+        minutes = request.get("minutes")
+        if (
+            not isinstance(minutes, int)
+            or isinstance(minutes, bool)
+            or not 0 <= minutes <= MAINTENANCE_MAX_MINUTES
+        ):
+            raise RequestError(
+                f"minutes must be a whole number from 0 (off) to {MAINTENANCE_MAX_MINUTES}"
+            )
+        send({"ok": True, "until": set_minutes(minutes)})
 
     return handle
 

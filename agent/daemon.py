@@ -62,6 +62,10 @@ def describe(event: Event) -> str:
         return f"fault {data['fault']} {'RAISED' if data['active'] else 'cleared'}{reason}"
     if event.kind == "siren":
         return f"siren {data['pattern']}"
+    if event.kind == "maintenance":
+        if data["active"]:
+            return "maintenance ON: readings flagged until it ends (alarms keep running)"
+        return "maintenance ended"
     if event.kind == "calibration":
         changes = [
             f"{name} {data[f'previous_{name}']} -> {data[name]}"
@@ -131,6 +135,10 @@ class Daemon:
         self.boot_id = boot_id if boot_id is not None else host_clock.boot_id()
         self.clock_synchronised = clock_synchronised or host_clock.SyncWatch()
         self.feed = feed  # samples for `gauge-agent read` (agent.control)
+        # `gauge-agent maintenance on`: readings are flagged until then (monotonic seconds);
+        # set from a control-socket thread, acted on (events) by the sampling thread.
+        self.maintenance_until: float | None = None
+        self._maintenance_reported = False
         self.control = control
         self._restore_warning()
 
@@ -264,9 +272,23 @@ class Daemon:
         self.system_faults = active
         return changes
 
+    def in_maintenance(self, now: float) -> bool:
+        until = self.maintenance_until
+        return until is not None and now < until
+
+    def _maintenance_changes(self, now: float) -> list[Event]:
+        """An event when maintenance starts, ends, or ends by itself."""
+        active = self.in_maintenance(now)
+        if active == self._maintenance_reported:
+            return []
+        self._maintenance_reported = active
+        if not active:
+            self.maintenance_until = None
+        return [Event(now, "maintenance", {"active": active})]
+
     def sample_once(self) -> None:
         now = self.clock()
-        self.handle(self.engine.run_until(now))
+        self.handle(self.engine.run_until(now) + self._maintenance_changes(now))
         measurement = self.pipeline.process_burst(now, self._read())
         self.last = measurement
         self.samples += 1
@@ -303,6 +325,7 @@ class Daemon:
             rate_m_per_h=engine.rate_m_per_h,
             raw_unit=self.sensor.unit,
             clock_synchronised=self.clock_synchronised(),
+            maintenance=self.in_maintenance(measurement.time),
         )
 
     def false_echoes(self) -> list[dict]:
@@ -343,6 +366,13 @@ class Daemon:
             false_echo_levels_m=[echo["level_m"] for echo in self.false_echoes()],
         )
 
+    def _maintenance_status(self, now: float) -> dict | None:
+        if not self.in_maintenance(now):
+            return None
+        assert self.maintenance_until is not None
+        left_s = self.maintenance_until - now
+        return {"until": format_utc(self.wall() + left_s), "left_s": round(left_s)}
+
     def status_record(self) -> dict:
         engine, last, now = self.engine, self.last, self.clock()
         return {
@@ -362,6 +392,7 @@ class Daemon:
             "warning": engine.warning_name,
             "rate_active": engine.rate_active,
             "faults": self.all_faults(),
+            "maintenance": self._maintenance_status(now),
             "siren": {"pattern": engine.siren_pattern, "silenced": self.annunciator.silenced(now)},
             "sensor": {
                 "kind": "simulated" if self.simulated else self.config.sensor.kind,
@@ -514,6 +545,8 @@ class Daemon:
         self.annunciator.take_over(previous.annunciator)
         self.samples = previous.samples
         self.salvage_drains = previous.salvage_drains
+        self.maintenance_until = previous.maintenance_until
+        self._maintenance_reported = previous._maintenance_reported
 
 
 def _disk_free_mb(path: Path) -> float | None:

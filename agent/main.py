@@ -19,7 +19,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent.config import Config, load_config
-from agent.control import ControlServer, SampleFeed, read_handler, reload_handler
+from agent.control import (
+    ControlServer,
+    RequestError,
+    SampleFeed,
+    maintenance_handler,
+    read_handler,
+    reload_handler,
+)
 from agent.daemon import OUTBOX_FILE_NAME, WARNING_FILE_NAME, Daemon
 from agent.errors import ConfigError, GaugeError
 from agent.outbox import Outbox
@@ -29,6 +36,7 @@ from agent.statelock import StateLock
 from agent.status import StatusWriter
 from agent.supervision import ThreadHealth
 from agent.systemd import Notifier
+from agent.units import format_utc
 from agent.uplink import Uploader
 
 if TYPE_CHECKING:  # gpiozero is imported only when the outputs are made
@@ -168,6 +176,7 @@ class Parts:
             {
                 "read": read_handler(self.feed, self._sample_timeout_s),
                 "reload": reload_handler(self.request_reload),
+                "maintenance": maintenance_handler(self._maintenance),
             },
             self.health,
         )
@@ -249,6 +258,17 @@ class Parts:
         uploader = Uploader(self.outbox, config.uplink, config.station.id, health=self.health)
         uploader.start()
         return uploader
+
+    def _maintenance(self, minutes: int) -> str | None:
+        """Flag the running daemon's readings for `minutes` (0: stop now); when it ends."""
+        daemon = self.daemon
+        if daemon is None:
+            raise RequestError("the daemon is still starting; try again in a moment")
+        if minutes == 0:
+            daemon.maintenance_until = daemon.clock()  # ends at the next sample, with an event
+            return None
+        daemon.maintenance_until = daemon.clock() + 60.0 * minutes
+        return format_utc(daemon.wall() + 60.0 * minutes)
 
     def _sample_timeout_s(self) -> float:
         """How long a `read` client waits for the next sample: a slow sample and some."""

@@ -122,8 +122,16 @@ def one_line(status: dict, now: float) -> str:
         f"{'---' if level is None else f'{level:6.3f} m'}  rate "
         f"{'---' if rate is None else f'{rate:+.3f} m/h'}  state"
         f" {_text(status, 'state').upper()}  warning {_text(status, 'warning').upper()}"
-        f"  siren {siren_text}  faults {faults}{_upstream_text(status, now)}{freshness}"
+        f"  siren {siren_text}  faults {faults}{_maintenance_text(status)}"
+        f"{_upstream_text(status, now)}{freshness}"
     )
+
+
+def _maintenance_text(status: dict) -> str:
+    maintenance = status.get("maintenance")
+    if not isinstance(maintenance, dict):
+        return ""
+    return f"  MAINTENANCE until {_text(maintenance, 'until')}"
 
 
 def _upstream_text(status: dict, now: float) -> str:

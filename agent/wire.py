@@ -38,6 +38,7 @@ def reading_body(
     rate_m_per_h: float | None,
     raw_unit: str,
     clock_synchronised: bool | None,
+    maintenance: bool = False,
 ) -> dict:
     """A `reading`: this sample, and the smoothed level and states the alarms used."""
     body = {
@@ -55,6 +56,10 @@ def reading_body(
         # Stamped by a clock that has not been set since boot (no RTC): upstream must not
         # trust `time`; the order of `seq` still holds.
         body["clock_synchronised"] = False
+    if maintenance:
+        # A technician is at the sensor (`gauge-agent maintenance on`): the value may be a
+        # hand in the beam, not the water.
+        body["maintenance"] = True
     return body
 
 

@@ -4,8 +4,10 @@ command line, a running simulated daemon, and the simulated sensor opened by the
 from __future__ import annotations
 
 import json
+import os
 import queue
 import socket
+import sqlite3
 import stat
 import threading
 
@@ -14,7 +16,14 @@ import pytest
 from agent import control
 from agent.control import FEED_QUEUE, ControlServer, SampleFeed, read_handler
 from agent.supervision import ThreadHealth
-from tests.conftest import calm_config, daemon_status, run_cli, simulated_daemon, wait_for
+from tests.conftest import (
+    calm_config,
+    daemon_status,
+    run_cli,
+    running_daemon,
+    simulated_daemon,
+    wait_for,
+)
 
 
 def ask(path, raw: bytes, timeout: float = 5.0) -> list[dict]:
@@ -144,3 +153,71 @@ def test_read_from_the_running_daemon_gives_its_samples_as_json(tmp_path):
     assert samples_after >= 3  # they were the daemon's samples, taken while it ran
     assert human.returncode == 0, human.stderr
     assert human.stdout.startswith("reading 2 samples from the running daemon\n")
+
+
+def test_maintenance_flags_readings_keeps_the_alarms_and_ends_by_itself(tmp_path):
+    from agent.daemon import Daemon
+    from agent.outbox import Outbox
+    from tests.conftest import FakeClock, config_from
+    from tests.test_daemon import ScriptedSensor
+
+    config = config_from(
+        {"filter": {"acquire_samples": 1, "window": 1, "max_rate_m_per_min": 100.0}}
+    )
+    clock = FakeClock(100.0)
+    outbox = Outbox(tmp_path / "outbox.sqlite")
+    # 3.5 m below the sensor is 6.90 m (normal), then 2.0 m: 8.40 m (siaga) during the work.
+    sensor = ScriptedSensor([3.5, 3.5, 2.0, 2.0, 3.5, 3.5])
+    daemon = Daemon(config, sensor, lambda frame: None, clock=clock, outbox=outbox)
+    try:
+        flagged, states = [], []
+        for step in range(6):
+            if step == 1:
+                daemon.maintenance_until = clock.now + 25.0  # ends by itself after 25 s
+            daemon.sample_once()
+            flagged.append(daemon.reading_record(daemon.last).get("maintenance", False))
+            states.append(daemon.engine.state_name)
+            clock.advance(10.0)
+        assert outbox.flush()
+        events = [r.body for r in outbox.next_batch(100) if r.type == "event"]
+    finally:
+        outbox.close()
+    assert flagged == [False, True, True, True, False, False]
+    assert states[2] == "siaga"  # the alarm logic kept running during maintenance
+    maintenance = [e["active"] for e in events if e["kind"] == "maintenance"]
+    assert maintenance == [True, False]
+
+
+@pytest.mark.slow
+def test_maintenance_on_and_off_through_the_running_daemon(tmp_path):
+    config = calm_config(tmp_path)
+    without = run_cli("maintenance", "--config", config, "on", "--minutes", "5")
+    assert without.returncode == 1 and "no daemon running" in without.stderr
+    bad = run_cli("maintenance", "--config", config, "on", "--minutes", "0")
+    assert bad.returncode == 2 and "from 1 to 720" in bad.stderr
+    env = {**os.environ, "GPIOZERO_PIN_FACTORY": "mock"}
+    with running_daemon(tmp_path / "config.toml", env=env) as process:
+        wait_for(lambda: daemon_status(tmp_path).get("samples"), 20, "the first sample")
+        on = run_cli("maintenance", "--config", config, "on", "--minutes", "5")
+        assert on.returncode == 0 and "maintenance on until" in on.stdout, on.stderr
+        wait_for(lambda: daemon_status(tmp_path).get("maintenance"), 10, "the flag in status")
+        shown = run_cli("status", "--config", config)
+        assert " MAINTENANCE until " in shown.stdout
+        off = run_cli("maintenance", "--config", config, "off")
+        assert off.returncode == 0, off.stderr
+        wait_for(lambda: daemon_status(tmp_path).get("maintenance") is None, 10, "it to end")
+        process.terminate()
+        _, stderr = process.communicate(timeout=10)
+    assert "maintenance ON" in stderr and "maintenance ended" in stderr
+    with sqlite3.connect(tmp_path / "state" / "outbox.sqlite") as outbox:
+        rows = [
+            (kind, json.loads(body))
+            for kind, body in outbox.execute(
+                "SELECT type, body FROM readings UNION ALL "
+                "SELECT type, body FROM events ORDER BY 1 DESC"
+            )
+        ]
+    assert any(body.get("maintenance") for kind, body in rows if kind == "reading")
+    assert [
+        body["active"] for kind, body in rows if kind == "event" and body["kind"] == "maintenance"
+    ] == [True, False]

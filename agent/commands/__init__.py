@@ -17,7 +17,15 @@ import importlib
 from types import ModuleType
 from typing import Protocol
 
-COMMANDS = ("run", "replay", "check_config", "status", "read", "calibrate")
+COMMANDS = (
+    "run",
+    "replay",
+    "check_config",
+    "status",
+    "read",
+    "calibrate",
+    "maintenance",
+)
 
 
 class Command(Protocol):

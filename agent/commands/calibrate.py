@@ -11,7 +11,6 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from agent import control
 from agent.calibration import (
     LARGE_CHANGE_M,
     CalibrationFiles,
@@ -20,7 +19,7 @@ from agent.calibration import (
     level_of,
     offset_from_staff_gauge,
 )
-from agent.commands.common import default_config_path, live_samples
+from agent.commands.common import ask_daemon, default_config_path, live_samples
 from agent.config import CalibrationConfig, Config, load_config
 from agent.errors import EXIT_FAILURE, EXIT_OK, GaugeError
 from agent.stability import STABLE_READINGS, LevelStats
@@ -176,17 +175,10 @@ def _confirm(yes: bool) -> bool:
 
 
 def _tell_daemon(config: Config) -> None:
-    runtime = Path(config.storage.runtime_dir)
     try:
-        client = control.request(runtime, {"command": "reload"}, 10.0)
-        answer: dict | None = None
-        if client is not None:
-            answer = next(control.answers(client), {})
-    except OSError as error:
-        print(
-            f"could not ask the daemon to apply it ({error.strerror or error}):"
-            " sudo systemctl reload gauge-agent"
-        )
+        answer = ask_daemon(config, {"command": "reload"})
+    except GaugeError as error:
+        print(f"{error}; then: sudo systemctl reload gauge-agent")
         return
     if answer is None:
         print("no daemon running: it uses the new calibration when it starts")

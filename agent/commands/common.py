@@ -31,14 +31,12 @@ def load_or_default(path: Path | None) -> Config:
     return load(path)
 
 
-def live_samples(config: Config, count: int) -> tuple[Iterator[dict], str]:
-    """`count` samples and where they come from: the running daemon over its control socket
-    (it owns the sensor), or, when no daemon runs, the sensor opened here."""
+def connect_to_daemon(config: Config, message: dict, timeout_s: float):
+    """Send `message` to the running daemon: the connection to read answers from, or None when
+    no daemon listens. A GaugeError says why it cannot be reached."""
     runtime = Path(config.storage.runtime_dir)
-    # The daemon waits up to 10 s + 3 intervals for a sample; wait a little longer than that.
-    timeout = 15.0 + 3 * max(config.sensor.interval_s, config.sensor.alarm_interval_s)
     try:
-        client = control.request(runtime, {"command": "read", "count": count}, timeout)
+        return control.request(runtime, message, timeout_s)
     except PermissionError:
         raise GaugeError(
             f"cannot reach the daemon at {runtime / control.SOCKET_NAME}: permission denied."
@@ -47,6 +45,25 @@ def live_samples(config: Config, count: int) -> tuple[Iterator[dict], str]:
         ) from None
     except OSError as error:
         raise GaugeError(f"cannot reach the daemon at {runtime}: {error}") from None
+
+
+def ask_daemon(config: Config, message: dict, timeout_s: float = 10.0) -> dict | None:
+    """One request, one answer; None when no daemon runs."""
+    client = connect_to_daemon(config, message, timeout_s)
+    if client is None:
+        return None
+    try:
+        return next(control.answers(client), {"ok": False, "error": "no answer"})
+    except OSError as error:
+        raise GaugeError(f"the daemon did not answer: {error}") from None
+
+
+def live_samples(config: Config, count: int) -> tuple[Iterator[dict], str]:
+    """`count` samples and where they come from: the running daemon over its control socket
+    (it owns the sensor), or, when no daemon runs, the sensor opened here."""
+    # The daemon waits up to 10 s + 3 intervals for a sample; wait a little longer than that.
+    timeout = 15.0 + 3 * max(config.sensor.interval_s, config.sensor.alarm_interval_s)
+    client = connect_to_daemon(config, {"command": "read", "count": count}, timeout)
     if client is not None:
         return _from_daemon(client), "the running daemon"
     return _from_sensor(config, count), f"the sensor ({config.sensor.kind}), no daemon running"

@@ -1,0 +1,58 @@
+"""`gauge-agent maintenance on --minutes N` / `off`: while a technician cleans or moves the
+sensor, the daemon flags its readings `maintenance` (upstream and in the status) so nobody
+takes a hand in the beam for the water. The alarm logic keeps running; it ends by itself."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from agent import control
+from agent.commands.common import ask_daemon, load_or_default
+from agent.errors import EXIT_OK, GaugeError
+
+NAME = "maintenance"
+HELP = "flag readings while you work on the sensor (alarms keep running; ends by itself)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path)
+    actions = parser.add_subparsers(dest="action", required=True, metavar="on|off")
+    on = actions.add_parser("on", help="start, for --minutes")
+    on.add_argument(
+        "--minutes",
+        type=_minutes,
+        required=True,
+        metavar="N",
+        help=f"1 to {control.MAINTENANCE_MAX_MINUTES}; it ends by itself then",
+    )
+    actions.add_parser("off", help="end it now")
+
+
+def _minutes(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= control.MAINTENANCE_MAX_MINUTES:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} must be a whole number of minutes from 1 to"
+            f" {control.MAINTENANCE_MAX_MINUTES}"
+        )
+    return int(text)
+
+
+def execute(args: argparse.Namespace) -> int:
+    config = load_or_default(args.config)
+    minutes = args.minutes if args.action == "on" else 0
+    answer = ask_daemon(config, {"command": "maintenance", "minutes": minutes})
+    if answer is None:
+        raise GaugeError(
+            "no daemon running: nothing is being reported, so there is nothing to flag"
+        )
+    if not answer.get("ok"):
+        raise GaugeError(f"the daemon says: {answer.get('error')}")
+    if minutes:
+        print(
+            f"maintenance on until {answer.get('until')}: readings are flagged; the alarms keep"
+            " running. `gauge-agent maintenance off` when you are done"
+        )
+    else:
+        print("maintenance off: readings are the water again")
+    return EXIT_OK
