@@ -12,6 +12,8 @@ sleeping.
 - Duty limit: after `siren_max_on_s` of continuous sound the siren rests `siren_rest_s`
   (sirens and their amplifiers overheat), then resumes its pattern.
 - The silence button mutes the siren for `silence_s`; a higher warning sounds it again at once.
+- A siren test (`gauge-agent siren-test`) sounds a pattern and lights every lamp for a few
+  seconds, only while no warning is up: a real warning ends it at once and takes over.
 """
 
 from __future__ import annotations
@@ -37,6 +39,14 @@ class Frame:
 
     def as_tuple(self) -> tuple[bool, bool, bool, bool]:
         return (self.siren, self.green, self.amber, self.red)
+
+
+@dataclass(frozen=True, slots=True)
+class SirenTest:
+    pattern: str  # a configured siren pattern
+    since: float
+    until: float
+    quiet: bool  # lamps only
 
 
 def _blink_on(now: float, since: float, period: float) -> bool:
@@ -71,6 +81,9 @@ class Annunciator:
         self.silenced_warning = 0
         self._siren_on_since: float | None = None  # for the duty limit
         self._rest_until: float | None = None
+        self.test: SirenTest | None = None
+        # Test starts and ends (time, what), for the sampling thread to send upstream.
+        self.test_log: list[tuple[float, dict]] = []
         # Set when the alarm, the faults or a silence change: the output thread, asleep until
         # the next blink or pattern edge, renders at once.
         self.changed = threading.Event()
@@ -86,8 +99,44 @@ class Annunciator:
                 self.pattern_since = now
             self.warning = warning
             self.faults = tuple(faults)
+            if warning > 0 and self.test is not None:
+                self._end_test(now, "a real warning took over")
             if (self.warning, self.faults, self.pattern_name, self.silenced_until) != before:
                 self.changed.set()
+
+    def start_test(self, now: float, pattern: str, seconds: float, quiet: bool) -> str | None:
+        """Start a siren test; None, or why not (a warning is up: the siren is not for tests)."""
+        with self._lock:
+            if self.warning > 0:
+                return f"a warning is up ({self.config.level_names()[self.warning - 1]})"
+            self.test = SirenTest(pattern, now, now + seconds, quiet)
+            self.test_log.append(
+                (now, {"active": True, "pattern": pattern, "seconds": seconds, "quiet": quiet})
+            )
+            self.changed.set()
+            return None
+
+    def end_test(self, now: float, why: str) -> None:
+        with self._lock:
+            if self.test is not None:
+                self._end_test(now, why)
+
+    def testing(self, now: float) -> bool:
+        with self._lock:
+            test = self.test
+            if test is not None and now >= test.until:
+                self._end_test(test.until, "its time is up")
+            return self.test is not None
+
+    def _end_test(self, now: float, why: str) -> None:
+        self.test = None
+        self.test_log.append((now, {"active": False, "why": why}))
+        self.changed.set()
+
+    def take_test_log(self) -> list[tuple[float, dict]]:
+        with self._lock:
+            log, self.test_log = self.test_log, []
+            return log
 
     def take_over(self, previous: Annunciator) -> None:
         """After a configuration reload: a silence and the siren's duty cycle go on."""
@@ -124,6 +173,9 @@ class Annunciator:
             else:
                 amber = lamp == "amber"
             green = (now - self.start) % self.heartbeat_s < HEARTBEAT_FLASH_S
+            test = self.test
+            if test is not None and test.since <= now < test.until:
+                green = amber = red = True  # the lamp test: every lamp lights
             return Frame(siren=siren, green=green, amber=amber, red=red)
 
     def next_change(self, now: float) -> float:
@@ -138,14 +190,14 @@ class Annunciator:
                 edges.append(
                     _next_edge(now, self.pattern_since, BLINK_PERIOD_S / 2, BLINK_PERIOD_S)
                 )
-            if self.pattern_name != "off":
-                pattern = self.config.pattern(self.pattern_name)
+            name, since = self._sounding(now)
+            test = self.test
+            if test is not None:
+                edges += [moment for moment in (test.since, test.until) if moment > now]
+            if name != "off":
+                pattern = self.config.pattern(name)
                 if pattern is not None and pattern.off_s > 0:
-                    edges.append(
-                        _next_edge(
-                            now, self.pattern_since, pattern.on_s, pattern.on_s + pattern.off_s
-                        )
-                    )
+                    edges.append(_next_edge(now, since, pattern.on_s, pattern.on_s + pattern.off_s))
                 for moment in (self.silenced_until, self._rest_until):
                     if moment is not None and moment > now:
                         edges.append(moment)
@@ -176,10 +228,24 @@ class Annunciator:
             self._siren_on_since = None
         return wanted
 
+    def _sounding(self, now: float) -> tuple[str, float]:
+        """The pattern the siren follows now and since when: the warning's, or a test's while
+        no warning is up (a test that is not quiet)."""
+        test = self.test
+        if (
+            self.pattern_name == "off"
+            and test is not None
+            and not test.quiet
+            and test.since <= now < test.until
+        ):
+            return test.pattern, test.since
+        return self.pattern_name, self.pattern_since
+
     def _pattern_on(self, now: float) -> bool:
-        if self.pattern_name == "off":
+        name, since = self._sounding(now)
+        if name == "off":
             return False
-        pattern = self.config.pattern(self.pattern_name)
+        pattern = self.config.pattern(name)
         if pattern is None or pattern.off_s == 0:
             return True  # continuous; an unknown name cannot pass check-config, sound anyway
-        return (now - self.pattern_since) % (pattern.on_s + pattern.off_s) < pattern.on_s
+        return (now - since) % (pattern.on_s + pattern.off_s) < pattern.on_s

@@ -12,6 +12,8 @@ request per line, JSON lines back:
                                          configuration and calibration again (as on SIGHUP)
     {"command": "maintenance", "minutes": N}  -> {"ok": true, "until": UTC or null}; readings
                                          flagged `maintenance` for N minutes (0: end it now)
+    {"command": "siren-test", "pattern": NAME, "seconds": N, "quiet": false}
+                                      -> sounds it while the client stays (see siren_test_handler)
 
 Anything else gets {"ok": false, "error": "..."}. The sampling thread never waits for a client:
 each sample is offered to every reader's small queue and a reader that does not keep up misses
@@ -27,12 +29,18 @@ import queue
 import socket
 import stat
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent import __version__
 from agent.supervision import LoopThread, ThreadHealth
 from agent.units import format_utc
+
+if TYPE_CHECKING:  # the daemon imports this module
+    from agent.config import Config
+    from agent.daemon import Daemon
 
 log = logging.getLogger("gauge-agent")
 
@@ -104,6 +112,60 @@ def read_handler(feed: SampleFeed, sample_timeout_s: Callable[[], float]) -> Han
         finally:
             feed.unsubscribe(reader)
         send({"ok": True, "done": True})
+
+    return handle
+
+
+SIREN_TEST_MAX_S = 120
+SIREN_TEST_DEFAULT_S = 10
+SIREN_TEST_BEAT_S = 0.5  # a progress line this often: how a vanished client is noticed
+
+
+def default_test_pattern(config: Config) -> str:
+    """What a siren test sounds without --pattern: the pattern of the highest warning (what
+    the residents would hear), or the first configured one if that level is silent."""
+    pattern = config.siren_pattern_for(len(config.alarm.levels))
+    if pattern == "off":
+        pattern = config.outputs.siren_patterns[0].name
+    return pattern
+
+
+def siren_test_handler(current_daemon: Callable[[], Daemon | None]) -> Handler:
+    """`siren-test`: {"pattern": NAME or null, "seconds": N, "quiet": bool}. Answers
+    {"ok": true, "testing": true, ...}, then a line every half second while it sounds, then
+    {"ok": true, "done": true, "why": ...}. A client that goes away ends the test at once: the
+    siren never keeps sounding for a technician who lost the connection."""
+
+    def handle(request: dict, send: Send) -> None:
+        daemon = current_daemon()
+        if daemon is None:
+            raise RequestError("the daemon is still starting; try again in a moment")
+        config = daemon.config
+        pattern = request.get("pattern") or default_test_pattern(config)
+        if not isinstance(pattern, str) or config.pattern(pattern) is None:
+            names = ", ".join(p.name for p in config.outputs.siren_patterns)
+            raise RequestError(f"no siren pattern {pattern!r}; configured: {names}")
+        seconds = request.get("seconds", SIREN_TEST_DEFAULT_S)
+        if (
+            not isinstance(seconds, int)
+            or isinstance(seconds, bool)
+            or not 1 <= seconds <= SIREN_TEST_MAX_S
+        ):
+            raise RequestError(f"seconds must be a whole number from 1 to {SIREN_TEST_MAX_S}")
+        quiet = request.get("quiet") is True
+        annunciator, clock = daemon.annunciator, daemon.clock
+        refused = annunciator.start_test(clock(), pattern, seconds, quiet)
+        if refused is not None:
+            raise RequestError(f"not now: {refused}; the siren is the warning's")
+        try:
+            send({"ok": True, "testing": True, "pattern": pattern, "seconds": seconds})
+            while annunciator.testing(clock()):
+                time.sleep(SIREN_TEST_BEAT_S)
+                send({"testing": True})  # raises when the client has gone
+            why = "a real warning took over" if annunciator.warning > 0 else "its time is up"
+            send({"ok": True, "done": True, "why": why})
+        finally:
+            annunciator.end_test(clock(), "the technician ended it or went away")
 
     return handle
 

@@ -62,6 +62,11 @@ def describe(event: Event) -> str:
         return f"fault {data['fault']} {'RAISED' if data['active'] else 'cleared'}{reason}"
     if event.kind == "siren":
         return f"siren {data['pattern']}"
+    if event.kind == "siren_test":
+        if data["active"]:
+            quiet = " (lamps only)" if data.get("quiet") else ""
+            return f"siren TEST {data.get('pattern')} for {data.get('seconds')} s{quiet}"
+        return f"siren test ended: {data.get('why')}"
     if event.kind == "maintenance":
         if data["active"]:
             return "maintenance ON: readings flagged until it ends (alarms keep running)"
@@ -286,9 +291,17 @@ class Daemon:
             self.maintenance_until = None
         return [Event(now, "maintenance", {"active": active})]
 
+    def _siren_tests(self, now: float) -> list[Event]:
+        """Siren tests started and ended since the last sample, as events: nobody upstream
+        takes a test for an alarm."""
+        self.annunciator.testing(now)  # a test whose time is up ends (and is logged) here
+        return [Event(t, "siren_test", what) for t, what in self.annunciator.take_test_log()]
+
     def sample_once(self) -> None:
         now = self.clock()
-        self.handle(self.engine.run_until(now) + self._maintenance_changes(now))
+        self.handle(
+            self.engine.run_until(now) + self._maintenance_changes(now) + self._siren_tests(now)
+        )
         measurement = self.pipeline.process_burst(now, self._read())
         self.last = measurement
         self.samples += 1
@@ -393,7 +406,11 @@ class Daemon:
             "rate_active": engine.rate_active,
             "faults": self.all_faults(),
             "maintenance": self._maintenance_status(now),
-            "siren": {"pattern": engine.siren_pattern, "silenced": self.annunciator.silenced(now)},
+            "siren": {
+                "pattern": engine.siren_pattern,
+                "silenced": self.annunciator.silenced(now),
+                "testing": self.annunciator.testing(now),
+            },
             "sensor": {
                 "kind": "simulated" if self.simulated else self.config.sensor.kind,
                 **(self.sensor.health() if hasattr(self.sensor, "health") else {}),

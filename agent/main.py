@@ -26,6 +26,7 @@ from agent.control import (
     maintenance_handler,
     read_handler,
     reload_handler,
+    siren_test_handler,
 )
 from agent.daemon import OUTBOX_FILE_NAME, WARNING_FILE_NAME, Daemon
 from agent.errors import ConfigError, GaugeError
@@ -177,6 +178,7 @@ class Parts:
                 "read": read_handler(self.feed, self._sample_timeout_s),
                 "reload": reload_handler(self.request_reload),
                 "maintenance": maintenance_handler(self._maintenance),
+                "siren-test": siren_test_handler(lambda: self.daemon),
             },
             self.health,
         )

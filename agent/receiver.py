@@ -54,7 +54,16 @@ REMEMBERED_KEYS = 1000  # Idempotency-Keys kept for the tests
 MAX_JSON_DEPTH = 20  # a batch is 3 levels deep; deeper is not a batch
 SQLITE_MAX_INTEGER = 2**63 - 1
 RECORD_TYPES = {"reading", "event", "heartbeat"}
-EVENT_KINDS = {"level", "rate", "fault", "siren", "outbox", "maintenance", "calibration"}
+EVENT_KINDS = {
+    "level",
+    "rate",
+    "fault",
+    "siren",
+    "outbox",
+    "maintenance",
+    "calibration",
+    "siren_test",
+}
 STATION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # as the gauge's station.id
 EPOCH = re.compile(r"[0-9a-f]{32}")
 

@@ -71,7 +71,7 @@ def test_usage_errors_exit_2():
 
 @pytest.mark.slow
 def test_technician_commands_not_built_yet_are_usage_errors_not_stubs():
-    for command in ("siren-test", "queue"):
+    for command in ("queue", "export"):
         result = run_cli(command)
         assert result.returncode == 2 and "invalid choice" in result.stderr
 

@@ -211,10 +211,12 @@ from hypothesis import strategies as st  # noqa: E402
     heartbeat=st.sampled_from([0.5, 5.0, 7.3]),
     max_on=st.sampled_from([1.0, 12.5, 300.0]),
     silence_s=st.sampled_from([0.7, 9.0, 600.0]),
+    siren_test=st.none()
+    | st.tuples(st.sampled_from(["intermittent", "continuous"]), st.floats(0.5, 60), st.booleans()),
 )
 @pytest.mark.slow
 def test_the_frame_never_changes_before_the_moment_next_change_names(
-    warning, faults, silenced, start, steps, heartbeat, max_on, silence_s
+    warning, faults, silenced, start, steps, heartbeat, max_on, silence_s, siren_test
 ):
     """Sleeping until next_change misses nothing: at any moment before it the frame is the one
     rendered when it was computed, and just after it the thread renders again."""
@@ -234,6 +236,8 @@ def test_the_frame_never_changes_before_the_moment_next_change_names(
     annunciator.set_alarm(start, warning, ["stale"] if faults else [])
     if silenced:
         annunciator.silence(start + 0.1)
+    if siren_test is not None:
+        annunciator.start_test(start + 0.05, *siren_test)
     now = start
     for step in steps:
         frame = annunciator.render(now)
@@ -246,6 +250,37 @@ def test_the_frame_never_changes_before_the_moment_next_change_names(
                 probe = copy.copy(annunciator)  # render moves the duty-cycle state on
                 assert probe.render(moment) == frame, (now, moment, wake)
         now = min(wake + 0.001, now + step)  # it sleeps to the edge or is woken earlier
+
+
+def test_a_siren_test_sounds_its_pattern_lights_every_lamp_and_ends_by_itself():
+    annunciator = Annunciator(CONFIG, 0.0)
+    assert annunciator.start_test(10.0, "intermittent", 12.0, quiet=False) is None
+    pattern = CONFIG.pattern("intermittent")
+    assert siren_at(annunciator, [10.0, 10.0 + pattern.on_s + 0.01]) == [True, False]
+    frame = annunciator.render(11.0)
+    assert (frame.green, frame.amber, frame.red) == (True, True, True)
+    assert annunciator.testing(21.9) and not annunciator.testing(22.0)
+    assert not annunciator.render(22.0).siren
+    assert [(t, what["active"]) for t, what in annunciator.take_test_log()] == [
+        (10.0, True),
+        (22.0, False),
+    ]
+
+
+def test_a_quiet_test_lights_the_lamps_only_and_a_real_warning_takes_over_at_once():
+    annunciator = Annunciator(CONFIG, 0.0)
+    annunciator.start_test(0.0, "continuous", 60.0, quiet=True)
+    assert siren_at(annunciator, [0.0, 30.0]) == [False, False]
+    annunciator.start_test(31.0, "continuous", 60.0, quiet=False)
+    assert annunciator.render(31.5).siren
+    annunciator.set_alarm(32.0, WASPADA, [])  # a warning with no siren: the test still ends
+    assert not annunciator.testing(32.0) and not annunciator.render(32.0).siren
+    assert annunciator.take_test_log()[-1] == (
+        32.0,
+        {"active": False, "why": "a real warning took over"},
+    )
+    refused = annunciator.start_test(33.0, "continuous", 10.0, quiet=False)
+    assert refused == "a warning is up (waspada)"
 
 
 def test_an_idle_gauge_renders_twice_a_heartbeat_not_twenty_times_a_second():

@@ -25,6 +25,7 @@ COMMANDS = (
     "read",
     "calibrate",
     "maintenance",
+    "siren_test",
 )
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -19,7 +18,7 @@ from agent.calibration import (
     level_of,
     offset_from_staff_gauge,
 )
-from agent.commands.common import ask_daemon, default_config_path, live_samples
+from agent.commands.common import ask_daemon, confirm, default_config_path, live_samples
 from agent.config import CalibrationConfig, Config, load_config
 from agent.errors import EXIT_FAILURE, EXIT_OK, GaugeError
 from agent.stability import STABLE_READINGS, LevelStats
@@ -108,7 +107,7 @@ def _offset(config: Config, files: CalibrationFiles, staff_m: float, needed: int
     if not changed:
         print("the calibration already agrees with the staff gauge: nothing to write")
         return EXIT_OK
-    if not _confirm(yes):
+    if not confirm("Write this calibration?", yes):
         print("nothing written")
         return EXIT_FAILURE
     files.write(
@@ -164,14 +163,6 @@ def _print_change(old: CalibrationConfig, new: CalibrationConfig) -> bool:
                     " value right, and in metres of the site's datum?"
                 )
     return changed
-
-
-def _confirm(yes: bool) -> bool:
-    if yes:
-        return True
-    print("Write this calibration? [y/N] ", end="", flush=True)
-    answer = sys.stdin.readline()
-    return answer.strip().lower() in ("y", "yes")
 
 
 def _tell_daemon(config: Config) -> None:
@@ -243,7 +234,7 @@ def _undo(config: Config, files: CalibrationFiles, yes: bool) -> int:
     if not _print_change(config.calibration, restored):
         print("the calibration in use is already that: nothing to write")
         return EXIT_OK
-    if not _confirm(yes):
+    if not confirm("Write this calibration?", yes):
         print("nothing written")
         return EXIT_FAILURE
     files.write(config.calibration, restored, "undo", {"undoes": last.get("time")}, time.time())

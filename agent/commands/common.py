@@ -4,6 +4,7 @@ from the daemon or the sensor."""
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +30,14 @@ def load_or_default(path: Path | None) -> Config:
     if path is None and not default_config_path().exists():
         return Config()
     return load(path)
+
+
+def confirm(question: str, yes: bool) -> bool:
+    """Ask on stdin (the technician answers y); `--yes` answers for them. No answer is no."""
+    if yes:
+        return True
+    print(f"{question} [y/N] ", end="", flush=True)
+    return sys.stdin.readline().strip().lower() in ("y", "yes")
 
 
 def connect_to_daemon(config: Config, message: dict, timeout_s: float):

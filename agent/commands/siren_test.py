@@ -1,0 +1,122 @@
+"""`gauge-agent siren-test`: a confirmed test of the siren and every lamp. It says what will
+sound and for how long, asks, and always ends with the siren off: at its time, on Ctrl-C, when
+the command is killed or the SSH session drops (the daemon ends a test whose client has gone).
+A real warning takes over at once. The daemon sends the test upstream as an event, so nobody
+takes it for an alarm. With no daemon running (commissioning), it drives the outputs itself."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from agent import control
+from agent.commands.common import confirm, connect_to_daemon, load_or_default
+from agent.config import Config
+from agent.errors import EXIT_FAILURE, EXIT_OK, GaugeError
+
+NAME = "siren-test"
+HELP = "test the siren and lamps (asks first; always ends with the siren off)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path)
+    parser.add_argument(
+        "--pattern",
+        metavar="NAME",
+        help="a configured siren pattern (default: the highest warning's)",
+    )
+    parser.add_argument(
+        "--seconds",
+        type=_seconds,
+        default=control.SIREN_TEST_DEFAULT_S,
+        metavar="N",
+        help=f"1 to {control.SIREN_TEST_MAX_S} (default {control.SIREN_TEST_DEFAULT_S})",
+    )
+    parser.add_argument("--quiet", action="store_true", help="the lamps only; the siren stays off")
+    parser.add_argument("--yes", action="store_true", help="do not ask")
+
+
+def _seconds(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= control.SIREN_TEST_MAX_S:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} must be a whole number of seconds from 1 to {control.SIREN_TEST_MAX_S}"
+        )
+    return int(text)
+
+
+def execute(args: argparse.Namespace) -> int:
+    config = load_or_default(args.config)
+    pattern = args.pattern or control.default_test_pattern(config)
+    pattern_config = config.pattern(pattern)
+    if pattern_config is None:
+        names = ", ".join(p.name for p in config.outputs.siren_patterns)
+        raise GaugeError(f"no siren pattern {pattern!r}; configured: {names}")
+    if args.quiet:
+        print(f"Every lamp will light for {args.seconds} s; the siren stays silent.")
+    else:
+        rhythm = (
+            "continuously"
+            if pattern_config.off_s == 0
+            else f"{pattern_config.on_s:g} s on, {pattern_config.off_s:g} s off"
+        )
+        print(
+            f"The siren will sound '{pattern}' ({rhythm}) for {args.seconds} s and every lamp"
+            " will light. People nearby will hear it: warn them first."
+        )
+    if not confirm("Start the test?", args.yes):
+        print("nothing sounded")
+        return EXIT_FAILURE
+    request = {
+        "command": "siren-test",
+        "pattern": pattern,
+        "seconds": args.seconds,
+        "quiet": args.quiet,
+    }
+    client = connect_to_daemon(config, request, timeout_s=10.0)
+    if client is None:
+        return _without_daemon(config, pattern, args.seconds, args.quiet)
+    try:
+        for answer in control.answers(client):
+            if not answer.get("ok") and "testing" not in answer:
+                raise GaugeError(f"the daemon says: {answer.get('error')}")
+            if answer.get("ok") and answer.get("testing"):
+                print("testing (Ctrl-C ends it)...", flush=True)
+            if answer.get("done"):
+                print(f"test over ({answer.get('why')}): the siren is off")
+                return EXIT_OK
+    except KeyboardInterrupt:
+        print("\nstopped: the siren is off")  # the daemon saw the connection close
+        return EXIT_OK
+    except OSError as error:
+        raise GaugeError(f"lost the daemon during the test ({error})") from None
+    raise GaugeError("the daemon ended the connection before the test was over")
+
+
+def _without_daemon(config: Config, pattern: str, seconds: int, quiet: bool) -> int:
+    """Commissioning, no daemon: drive the outputs here, through the same annunciator."""
+    from agent.annunciator import Annunciator
+    from agent.outputs import GpioOutputs
+    from agent.statelock import StateLock
+
+    lock = StateLock(Path(config.storage.state_dir)).acquire()
+    try:
+        outputs = GpioOutputs(config.outputs)
+        ended = "test over"
+        try:
+            start = time.monotonic()
+            annunciator = Annunciator(config, start)
+            annunciator.start_test(start, pattern, seconds, quiet)
+            print("testing, no daemon running (Ctrl-C ends it)...", flush=True)
+            while annunciator.testing(now := time.monotonic()):
+                outputs.apply(annunciator.render(now))
+                time.sleep(max(0.0, min(annunciator.next_change(now), start + seconds) - now))
+        except KeyboardInterrupt:
+            ended = "\nstopped"
+        finally:
+            released = outputs.close()  # every output off, whatever happened
+        left_on = [name for name, state in released.items() if state]
+        print(f"{ended}: the siren is off" + (f" (STILL ON: {left_on})" if left_on else ""))
+    finally:
+        lock.release()
+    return EXIT_OK
