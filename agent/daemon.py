@@ -42,7 +42,6 @@ from agent.uplink import Uploader
 log = logging.getLogger("gauge-agent")
 
 EDGE_MARGIN_S = 0.001  # the output thread wakes this long after a blink or pattern edge
-OUTBOX_FILE_NAME = "outbox.sqlite"
 WARNING_FILE_NAME = "warning.json"  # in runtime_dir: survives a restart, not a reboot
 
 

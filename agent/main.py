@@ -28,9 +28,9 @@ from agent.control import (
     reload_handler,
     siren_test_handler,
 )
-from agent.daemon import OUTBOX_FILE_NAME, WARNING_FILE_NAME, Daemon
+from agent.daemon import WARNING_FILE_NAME, Daemon
 from agent.errors import ConfigError, GaugeError
-from agent.outbox import Outbox
+from agent.outbox import OUTBOX_FILE_NAME, Outbox
 from agent.salvage import Drain, salvage_uploaders
 from agent.sensors import SensorDriver, open_sensor
 from agent.statelock import StateLock

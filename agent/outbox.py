@@ -58,6 +58,7 @@ EVENT = "event"
 READING = "reading"
 HEARTBEAT = "heartbeat"
 RECORD_TYPES = (READING, EVENT, HEARTBEAT)
+OUTBOX_FILE_NAME = "outbox.sqlite"  # in storage.state_dir
 MEMORY_RING = 20000  # records kept in memory while the card refuses them
 # A WAL frame is a page plus a 24-byte header. With 4 KiB pages every frame straddles two 4 KiB
 # blocks of the card, so each durable reading writes 8 KiB; with 1 KiB pages a frame usually

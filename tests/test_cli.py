@@ -70,10 +70,11 @@ def test_usage_errors_exit_2():
 
 
 @pytest.mark.slow
-def test_technician_commands_not_built_yet_are_usage_errors_not_stubs():
-    for command in ("queue", "export"):
-        result = run_cli(command)
-        assert result.returncode == 2 and "invalid choice" in result.stderr
+def test_an_unknown_command_is_a_usage_error_that_lists_the_commands():
+    result = run_cli("frobnicate")
+    assert result.returncode == 2 and "invalid choice: 'frobnicate'" in result.stderr
+    for command in ("run", "read", "calibrate", "siren-test", "maintenance", "queue"):
+        assert f"'{command}'" in result.stderr
 
 
 def test_status_without_a_running_daemon_says_so(tmp_path):

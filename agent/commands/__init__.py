@@ -26,6 +26,7 @@ COMMANDS = (
     "calibrate",
     "maintenance",
     "siren_test",
+    "queue",
 )
 
 

@@ -1,0 +1,180 @@
+"""`gauge-agent queue status` / `queue export --out FILE [--since TIME]`: the outbox, seen and
+taken home on a USB stick when the link has been down for weeks, without deleting anything
+and without stopping the daemon (SQLite's write-ahead log lets a reader in beside it).
+
+The CSV has the columns of the upstream format (docs/upstream.md): station, epoch, seq, type,
+time, then every field the records carry (nested values as JSON), and for the dead letters the
+upstream's status and reason. Salvaged files (moved aside as damaged) are exported too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
+
+from agent.commands.common import load_or_default
+from agent.config import Config
+from agent.errors import EXIT_OK, GaugeError
+from agent.outbox import OUTBOX_FILE_NAME, SALVAGE_PREFIX
+from agent.units import format_utc
+
+NAME = "queue"
+HELP = "the outbox: what waits for upstream, exported to CSV without stopping the daemon"
+FIXED_COLUMNS = ["station", "epoch", "seq", "type", "time", "queue"]
+TABLES = (("events", "waiting"), ("readings", "waiting"), ("dead_letters", "dead_letter"))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path)
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions.add_parser("status", help="how much waits, since when, and the dead letters")
+    export = actions.add_parser("export", help="write what waits (and the dead letters) as CSV")
+    export.add_argument("--out", type=Path, required=True, metavar="FILE")
+    export.add_argument(
+        "--since",
+        type=_since,
+        metavar="TIME",
+        help="only records from then on (ISO 8601, e.g. 2026-11-01T00:00Z)",
+    )
+
+
+def _since(text: str) -> float:
+    from agent.replay import parse_time
+
+    moment = parse_time(text)
+    if moment is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a time (ISO 8601 or epoch seconds)")
+    return moment
+
+
+def execute(args: argparse.Namespace) -> int:
+    config = load_or_default(args.config)
+    files = outbox_files(config)
+    if args.action == "status":
+        return _status(config, files)
+    return _export(config, files, args.out, args.since)
+
+
+def outbox_files(config: Config) -> list[Path]:
+    state = Path(config.storage.state_dir)
+    main = state / OUTBOX_FILE_NAME
+    salvaged = sorted(state.glob(f"{SALVAGE_PREFIX}*.sqlite"))
+    return ([main] if main.exists() else []) + salvaged
+
+
+def _open(path: Path) -> sqlite3.Connection:
+    try:
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+        connection.execute("SELECT 1 FROM meta LIMIT 1").fetchall()
+        return connection
+    except sqlite3.Error as error:
+        hint = " (try sudo)" if "readonly" in str(error) or "unable to open" in str(error) else ""
+        raise GaugeError(f"cannot read {path}: {error}{hint}") from None
+
+
+def _epoch(connection: sqlite3.Connection) -> str:
+    row = connection.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()
+    return row[0] if row else ""
+
+
+def _status(config: Config, files: list[Path]) -> int:
+    if not files:
+        print(f"no outbox in {config.storage.state_dir}: nothing has been stored yet")
+        return EXIT_OK
+    for path in files:
+        with closing(_open(path)) as connection:
+            print(f"{path} (epoch {_epoch(connection)})")
+            for table, _ in TABLES:
+                count, first, last = connection.execute(
+                    f"SELECT COUNT(*), MIN(time), MAX(time) FROM {table}"
+                ).fetchone()
+                span = f", {format_utc(first)} to {format_utc(last)}" if count else ""
+                print(f"  {table.replace('_', ' ')}: {count}{span}")
+            reasons = connection.execute(
+                "SELECT status, reason, COUNT(*) FROM dead_letters GROUP BY status, reason"
+                " ORDER BY 3 DESC LIMIT 5"
+            ).fetchall()
+            for status, reason, count in reasons:
+                print(f"    {count} refused: HTTP {status}, {reason}")
+    return EXIT_OK
+
+
+def _rows(files: list[Path], station: str, since: float | None) -> Iterator[dict]:
+    """Each file's records in `seq` order (the order they were made in)."""
+    for path in files:
+        yield from sorted(_file_rows(path, station, since), key=lambda record: record["seq"])
+
+
+def _file_rows(path: Path, station: str, since: float | None) -> Iterator[dict]:
+    with closing(_open(path)) as connection:
+        epoch = _epoch(connection)
+        for table, queue in TABLES:
+            extra = ", status, reason" if table == "dead_letters" else ""
+            query = f"SELECT seq, type, time, body{extra} FROM {table}"
+            parameters: tuple = ()
+            if since is not None:
+                query += " WHERE time >= ?"
+                parameters = (since,)
+            for row in connection.execute(query + " ORDER BY seq", parameters):
+                seq, record_type, time_s, body = row[:4]
+                try:
+                    fields = json.loads(body)
+                except ValueError:
+                    fields = {"body_unreadable": body}
+                record = {
+                    "station": station,
+                    "epoch": epoch,
+                    "seq": seq,
+                    "type": record_type,
+                    "time": format_utc(time_s),
+                    "queue": queue,
+                    **(fields if isinstance(fields, dict) else {"body": fields}),
+                }
+                if table == "dead_letters":
+                    record["refused_status"], record["refused_reason"] = row[4], row[5]
+                yield record
+
+
+def _export(config: Config, files: list[Path], out: Path, since: float | None) -> int:
+    if not files:
+        raise GaugeError(f"no outbox in {config.storage.state_dir}: nothing to export")
+    records = list(_rows(files, config.station.id, since))
+    columns = FIXED_COLUMNS + sorted(
+        {key for record in records for key in record} - set(FIXED_COLUMNS)
+    )
+    temporary = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    try:
+        with open(temporary, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, columns, restval="")
+            writer.writeheader()
+            for record in records:
+                writer.writerow({key: _cell(value) for key, value in record.items()})
+            handle.flush()
+            os.fsync(handle.fileno())  # a USB stick pulled right after: the file is whole
+        os.replace(temporary, out)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        raise GaugeError(f"cannot write {out}: {error.strerror or error}") from None
+    counts = {
+        queue: sum(1 for r in records if r["queue"] == queue)
+        for queue in ("waiting", "dead_letter")
+    }
+    print(
+        f"wrote {out}: {counts['waiting']} records waiting for upstream and"
+        f" {counts['dead_letter']} dead letters, from {len(files)} file(s); nothing deleted"
+    )
+    return EXIT_OK
+
+
+def _cell(value: object) -> object:
+    if isinstance(value, dict | list):
+        return json.dumps(value, separators=(",", ":"))
+    if value is None:
+        return ""
+    return value
