@@ -193,3 +193,65 @@ def test_the_running_daemon_takes_the_calibration_without_a_restart_and_tells_up
     (event,) = [body for body in bodies if body["kind"] == "calibration"]
     assert event["previous_sensor_elevation_m"] == 10.30
     assert event["sensor_elevation_m"] == pytest.approx(10.40, abs=0.003)
+
+
+@pytest.mark.slow
+def test_a_commissioning_session_in_a_real_terminal(tmp_path):
+    """What a technician does on a phone's SSH session: read, calibrate and answer the
+    question at the prompt in a pseudo-terminal, then see the daemon's level follow."""
+    import pty
+
+    config = world_config(tmp_path)
+    env = {**os.environ, "GPIOZERO_PIN_FACTORY": "mock"}
+    with running_daemon(tmp_path / "config.toml", env=env) as daemon:
+        wait_for(
+            lambda: daemon_status(tmp_path).get("level_m") == pytest.approx(6.80, abs=0.01),
+            20,
+            "the daemon to show 6.80 m",
+        )
+        controller, terminal = pty.openpty()
+        session = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "agent",
+                "calibrate",
+                "--config",
+                config,
+                "offset",
+                "--staff-gauge",
+                "6.90",
+            ],
+            stdin=terminal,
+            stdout=terminal,
+            stderr=terminal,
+            cwd=ROOT,
+            env=env,
+            start_new_session=True,
+        )
+        os.close(terminal)
+        screen = b""
+        try:
+            deadline = time.monotonic() + 30
+            while b"[y/N]" not in screen and time.monotonic() < deadline:
+                screen += os.read(controller, 4096)
+            assert b"Write this calibration? [y/N]" in screen, screen.decode(errors="replace")
+            os.write(controller, b"y\r")  # Enter on a terminal sends a carriage return
+            session.wait(timeout=30)
+            try:
+                while chunk := os.read(controller, 4096):
+                    screen += chunk
+            except OSError:  # the terminal closed with the session
+                pass
+        finally:
+            os.close(controller)
+        text = screen.decode(errors="replace")
+        assert session.returncode == 0, text
+        assert "the running daemon is applying it now" in text
+        wait_for(
+            lambda: daemon_status(tmp_path).get("level_m") == pytest.approx(6.90, abs=0.01),
+            20,
+            "the daemon to show 6.90 m",
+        )
+        daemon.terminate()
+        daemon.communicate(timeout=10)
