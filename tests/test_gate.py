@@ -562,6 +562,13 @@ def test_one_outlier_of_any_size_in_a_steady_record_never_raises_the_warning(
 
     if kind == "distance":
         assume(0.25 <= distance(outlier) <= 4.0)  # a valid range, else it is "no reading"
+        # A steady record the sensor can see. Found by CI's hypothesis run (seed 372): water at
+        # the edge of the range (4.008 m below the sensor, most readings out_of_range for an
+        # hour), then a silence of 57 min and one reading 1.6 m higher: that is a rise across
+        # a silence at an allowed rate, which DESIGN.md says is believed at once, and siaga
+        # sounds. Whether a gauge that saw almost nothing before should wait for a second
+        # reading is a field decision (see the closing note of issue #12's stop).
+        assume(0.25 <= distance(steady + jitter) and distance(steady - jitter) <= 4.0)
     record = Recording()
     for _ in range(before):
         record.add(value(steady + rnd.uniform(-jitter, jitter)))
