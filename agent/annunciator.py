@@ -22,6 +22,7 @@ import threading
 from dataclasses import dataclass
 
 from agent.config import Config
+from agent.i18n import N_
 
 BLINK_PERIOD_S = 1.0  # red-blink and the fault blink: 0.5 s on, 0.5 s off
 HEARTBEAT_FLASH_S = 0.2
@@ -100,7 +101,7 @@ class Annunciator:
             self.warning = warning
             self.faults = tuple(faults)
             if warning > 0 and self.test is not None:
-                self._end_test(now, "a real warning took over")
+                self._end_test(now, N_("a real warning took over"))
             if (self.warning, self.faults, self.pattern_name, self.silenced_until) != before:
                 self.changed.set()
 
@@ -125,7 +126,7 @@ class Annunciator:
         with self._lock:
             test = self.test
             if test is not None and now >= test.until:
-                self._end_test(test.until, "its time is up")
+                self._end_test(test.until, N_("its time is up"))
             return self.test is not None
 
     def _end_test(self, now: float, why: str) -> None:

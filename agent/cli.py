@@ -17,20 +17,39 @@ from agent.errors import (
     GaugeError,
     InstallationError,
 )
+from agent.i18n import LANGUAGES, _, use_language
 
 
 def _parser(commands: dict) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="gauge-agent", description="Flood early-warning water-level gauge agent."
+        prog="gauge-agent", description=_("Flood early-warning water-level gauge agent.")
     )
     parser.add_argument("--version", action="version", version=f"gauge-agent {__version__}")
+    parser.add_argument(
+        "--lang",
+        choices=LANGUAGES,
+        help=_("language of what people read: en or id (default: from LANG)"),
+    )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, command in commands.items():
-        command.add_arguments(subparsers.add_parser(name, help=command.HELP))
+        command.add_arguments(subparsers.add_parser(name, help=_(command.HELP)))
     return parser
 
 
+def _language(argv: list[str]) -> str | None:
+    """--lang before the parser exists: the help it builds is already in that language."""
+    for index, word in enumerate(argv):
+        if word == "--lang" and index + 1 < len(argv):
+            return argv[index + 1] if argv[index + 1] in LANGUAGES else None
+        if word.startswith("--lang="):
+            value = word.split("=", 1)[1]
+            return value if value in LANGUAGES else None
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    use_language(_language(argv))
     commands = load_commands()
     args = _parser(commands).parse_args(argv)  # exits 2 on usage errors
     try:

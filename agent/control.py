@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent import __version__
+from agent.i18n import N_
 from agent.supervision import LoopThread, ThreadHealth
 from agent.units import format_utc
 
@@ -162,10 +163,11 @@ def siren_test_handler(current_daemon: Callable[[], Daemon | None]) -> Handler:
             while annunciator.testing(clock()):
                 time.sleep(SIREN_TEST_BEAT_S)
                 send({"testing": True})  # raises when the client has gone
-            why = "a real warning took over" if annunciator.warning > 0 else "its time is up"
+            took_over = annunciator.warning > 0
+            why = N_("a real warning took over") if took_over else N_("its time is up")
             send({"ok": True, "done": True, "why": why})
         finally:
-            annunciator.end_test(clock(), "the technician ended it or went away")
+            annunciator.end_test(clock(), N_("the technician ended it or went away"))
 
     return handle
 

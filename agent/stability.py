@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 from collections import deque
 
+from agent.i18n import _
+
 STABLE_READINGS = 10  # the last this many plausible readings decide
 STABLE_SD_M = 0.01  # ... and their standard deviation must be within this (1 cm)
 
@@ -46,11 +48,13 @@ class LevelStats:
     def verdict(self) -> str:
         """One line for a person: stable, or what it still waits for."""
         if self.stable:
-            return f"stable (last {STABLE_READINGS} within {self.recent_sd * 100:.1f} cm sd)"
+            return _("stable (last {n} within {sd:.1f} cm sd)").format(
+                n=STABLE_READINGS, sd=self.recent_sd * 100
+            )
         missing = STABLE_READINGS - len(self.recent)
         if missing > 0:
-            return f"not stable yet ({missing} more plausible readings needed)"
-        return (
-            f"not stable yet (last {STABLE_READINGS} spread {self.recent_sd * 100:.1f} cm sd,"
-            f" needs {STABLE_SD_M * 100:.0f} cm or less)"
-        )
+            return _("not stable yet ({missing} more plausible readings needed)").format(
+                missing=missing
+            )
+        spread = _("not stable yet (last {n} spread {sd:.1f} cm sd, needs {limit:.0f} cm or less)")
+        return spread.format(n=STABLE_READINGS, sd=self.recent_sd * 100, limit=STABLE_SD_M * 100)

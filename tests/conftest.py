@@ -14,6 +14,9 @@ import pytest
 from agent.config import Config, build_config
 
 ROOT = Path(__file__).resolve().parent.parent
+# The tests read English; tests/test_i18n.py asks for Indonesian itself. LANGUAGE comes first
+# in gettext's search, so a machine set up in Indonesian does not change what the tests see.
+os.environ["LANGUAGE"] = "en"
 # The real recordings live in the workplace's shared/ folder beside the checkout.
 SHARED_DATA = Path(os.environ.get("GAUGE_SHARED_DATA", ROOT.parent / "shared" / "data"))
 

@@ -96,6 +96,21 @@ def test_every_command_runs_from_the_installed_package(installed, tmp_path):
     )
     assert shipped.returncode == 0 and 'kind = "hcsr04"' in shipped.stdout, shipped.stderr
 
+    # The catalogue ships with the wheel: the same help in English and in Bahasa Indonesia.
+    for language, env_lang, description in (
+        ("en", "en_US.UTF-8", "Flood early-warning water-level gauge agent."),
+        ("id", "id_ID.UTF-8", "Agen pos duga air untuk peringatan dini banjir."),
+    ):
+        helped = subprocess.run(
+            [str(bin_dir / "gauge-agent"), "--help"],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env={**env, "LANG": env_lang, "LANGUAGE": ""},
+            timeout=60,
+        )
+        assert helped.returncode == 0 and description in helped.stdout, (language, helped)
+
     token = tmp_path / "token"
     token.write_text("installed-test-token\n")
     receiver_tokens = tmp_path / "receiver-tokens"

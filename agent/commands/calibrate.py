@@ -21,39 +21,40 @@ from agent.calibration import (
 from agent.commands.common import ask_daemon, confirm, default_config_path, live_samples
 from agent.config import CalibrationConfig, Config, load_config
 from agent.errors import EXIT_FAILURE, EXIT_OK, GaugeError
+from agent.i18n import N_, _
 from agent.stability import STABLE_READINGS, LevelStats
 
 NAME = "calibrate"
-HELP = "calibration against the staff gauge: offset, show, history, undo"
+HELP = N_("calibration against the staff gauge: offset, show, history, undo")
 SETTLE_SAMPLES = 3  # samples allowed per reading needed before giving up on stability
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, help="the gauge's configuration file")
+    parser.add_argument("--config", type=Path, help=_("the gauge's configuration file"))
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     offset = actions.add_parser(
         "offset",
-        help="read the staff gauge, take stable readings, set the elevation or offset",
+        help=_("read the staff gauge, take stable readings, set the elevation or offset"),
     )
     offset.add_argument(
         "--staff-gauge",
         type=_level,
         required=True,
         metavar="LEVEL",
-        help="the level read on the staff gauge now, in metres of the site's datum",
+        help=_("the level read on the staff gauge now, in metres of the site's datum"),
     )
     offset.add_argument(
         "--readings",
         type=_readings,
         default=STABLE_READINGS,
         metavar="N",
-        help=f"stable readings to average (default {STABLE_READINGS})",
+        help=_("stable readings to average (default {count})").format(count=STABLE_READINGS),
     )
-    offset.add_argument("--yes", action="store_true", help="write without asking")
-    actions.add_parser("show", help="the calibration in use, and its last change")
-    actions.add_parser("history", help="every change: when, who, old and new, from what")
-    undo = actions.add_parser("undo", help="go back to the calibration before the last change")
-    undo.add_argument("--yes", action="store_true", help="write without asking")
+    offset.add_argument("--yes", action="store_true", help=_("write without asking"))
+    actions.add_parser("show", help=_("the calibration in use, and its last change"))
+    actions.add_parser("history", help=_("every change: when, who, old and new, from what"))
+    undo = actions.add_parser("undo", help=_("go back to the calibration before the last change"))
+    undo.add_argument("--yes", action="store_true", help=_("write without asking"))
 
 
 def _level(text: str) -> float:
@@ -62,14 +63,18 @@ def _level(text: str) -> float:
     except ValueError:
         value = math.nan
     if not math.isfinite(value) or not -500 <= value <= 9000:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a level in metres, e.g. 7.85")
+        raise argparse.ArgumentTypeError(
+            _("{text!r} must be a level in metres, e.g. 7.85").format(text=text)
+        )
     return value
 
 
 def _readings(text: str) -> int:
     if not text.isdigit() or not STABLE_READINGS <= int(text) <= 1000:
         raise argparse.ArgumentTypeError(
-            f"{text!r} must be a whole number from {STABLE_READINGS} to 1000"
+            _("{text!r} must be a whole number from {low} to 1000").format(
+                text=text, low=STABLE_READINGS
+            )
         )
     return int(text)
 
@@ -78,8 +83,10 @@ def execute(args: argparse.Namespace) -> int:
     path = args.config if args.config is not None else default_config_path()
     if not path.exists():
         raise GaugeError(
-            f"calibrate keeps calibration.toml beside the configuration file, and {path} does"
-            " not exist: give --config PATH"
+            _(
+                "calibrate keeps calibration.toml beside the configuration file, and {path}"
+                " does not exist: give --config PATH"
+            ).format(path=path)
         )
     config = load_config(path)
     files = CalibrationFiles(path)
@@ -96,19 +103,38 @@ def _offset(config: Config, files: CalibrationFiles, staff_m: float, needed: int
     readings = take_readings(config, needed)
     current = config.calibration
     new = offset_from_staff_gauge(current, readings, staff_m)
-    what = "distance" if readings.kind == "distance" else "depth"
+    used = (
+        _(
+            "readings used: {count}, mean distance {mean:.4f} m, sd {sd:.1f} cm"
+            " (from {low:.3f} to {high:.3f} m)"
+        )
+        if readings.kind == "distance"
+        else _(
+            "readings used: {count}, mean depth {mean:.4f} m, sd {sd:.1f} cm"
+            " (from {low:.3f} to {high:.3f} m)"
+        )
+    )
     print(
-        f"readings used: {readings.count}, mean {what} {readings.mean_m:.4f} m, sd"
-        f" {readings.sd_m * 100:.1f} cm (from {readings.low_m:.3f} to {readings.high_m:.3f} m)"
+        used.format(
+            count=readings.count,
+            mean=readings.mean_m,
+            sd=readings.sd_m * 100,
+            low=readings.low_m,
+            high=readings.high_m,
+        )
     )
     shown = level_of(current, readings)
-    print(f"the gauge shows {shown:.3f} m now; the staff gauge {staff_m:.3f} m")
+    print(
+        _("the gauge shows {shown:.3f} m now; the staff gauge {staff:.3f} m").format(
+            shown=shown, staff=staff_m
+        )
+    )
     changed = _print_change(current, new)
     if not changed:
-        print("the calibration already agrees with the staff gauge: nothing to write")
+        print(_("the calibration already agrees with the staff gauge: nothing to write"))
         return EXIT_OK
-    if not confirm("Write this calibration?", yes):
-        print("nothing written")
+    if not confirm(_("Write this calibration?"), yes):
+        print(_("nothing written"))
         return EXIT_FAILURE
     files.write(
         current,
@@ -117,7 +143,11 @@ def _offset(config: Config, files: CalibrationFiles, staff_m: float, needed: int
         {"staff_gauge_m": staff_m, "readings": asdict(readings)},
         time.time(),
     )
-    print(f"written: {files.path} (the version before: {files.previous.name})")
+    print(
+        _("written: {path} (the version before: {previous})").format(
+            path=files.path, previous=files.previous.name
+        )
+    )
     _tell_daemon(config)
     return EXIT_OK
 
@@ -126,7 +156,7 @@ def take_readings(config: Config, needed: int) -> Readings:
     """`needed` plausible readings whose last STABLE_READINGS agree within 1 cm, from the
     daemon or the sensor; refused if they do not settle within SETTLE_SAMPLES times as many."""
     samples, source = live_samples(config, needed * SETTLE_SAMPLES)
-    print(f"taking {needed} stable readings from {source}", flush=True)
+    print(_("taking {count} stable readings from {source}").format(count=needed, source=source))
     stats = LevelStats()
     values: list[float] = []
     kind = "distance"
@@ -134,19 +164,22 @@ def take_readings(config: Config, needed: int) -> Readings:
         kind = "distance" if "distance_m" in sample else "depth"
         value = sample.get(f"{kind}_m")
         if not sample["ok"] or value is None:
-            print(f"  not used: {sample['reason']}", flush=True)
+            print("  " + _("not used: {reason}").format(reason=sample["reason"]), flush=True)
             continue
         values.append(value)
         stats.add(value)
-        print(f"  {len(values):3d}  {kind} {value:.4f} m  {stats.verdict()}", flush=True)
+        label = _("distance") if kind == "distance" else _("depth")
+        print(f"  {len(values):3d}  {label} {value:.4f} m  {stats.verdict()}", flush=True)
         if len(values) >= needed and stats.stable:
             recent = values[-needed:]
             mean = sum(recent) / needed
             sd = math.sqrt(sum((v - mean) ** 2 for v in recent) / (needed - 1))
             return Readings(kind, needed, round(mean, 5), round(sd, 5), min(recent), max(recent))
     raise CalibrationRefused(
-        f"the readings did not settle ({stats.verdict()}): nothing written. Look at the sensor"
-        " with `gauge-agent read` (an object in the beam, waves, a loose mount) and try again"
+        _(
+            "the readings did not settle ({verdict}): nothing written. Look at the sensor with"
+            " `gauge-agent read` (an object in the beam, waves, a loose mount) and try again"
+        ).format(verdict=stats.verdict())
     )
 
 
@@ -159,8 +192,11 @@ def _print_change(old: CalibrationConfig, new: CalibrationConfig) -> bool:
             print(f"  {name}: {before} -> {after} ({after - before:+.4f})")
             if abs(after - before) > LARGE_CHANGE_M and name != "scale":
                 print(
-                    f"  WARNING: a change of more than {LARGE_CHANGE_M:g} m; is the staff gauge"
-                    " value right, and in metres of the site's datum?"
+                    "  "
+                    + _(
+                        "WARNING: a change of more than {limit:g} m; is the staff gauge value"
+                        " right, and in metres of the site's datum?"
+                    ).format(limit=LARGE_CHANGE_M)
                 )
     return changed
 
@@ -169,32 +205,42 @@ def _tell_daemon(config: Config) -> None:
     try:
         answer = ask_daemon(config, {"command": "reload"})
     except GaugeError as error:
-        print(f"{error}; then: sudo systemctl reload gauge-agent")
+        print(_("{error}; then: sudo systemctl reload gauge-agent").format(error=error))
         return
     if answer is None:
-        print("no daemon running: it uses the new calibration when it starts")
+        print(_("no daemon running: it uses the new calibration when it starts"))
     elif answer.get("ok"):
-        print("the running daemon is applying it now (no restart)")
+        print(_("the running daemon is applying it now (no restart)"))
     else:
-        print(f"the daemon did not take it: {answer.get('error')}")
+        print(_("the daemon did not take it: {error}").format(error=answer.get("error")))
 
 
 def _show(config: Config, files: CalibrationFiles) -> int:
     history = files.history()
-    source = str(files.path) if files.path.exists() else "the configuration file (never calibrated)"
-    print(f"calibration in use (from {source}):")
+    source = (
+        str(files.path) if files.path.exists() else _("the configuration file (never calibrated)")
+    )
+    print(_("calibration in use (from {source}):").format(source=source))
     for name, value in asdict(config.calibration).items():
         print(f"  {name} = {value}")
     if history:
         last = history[-1]
-        print(f"last change: {last.get('time')} by {last.get('user')} ({last.get('action')})")
+        print(
+            _("last change: {time} by {user} ({action})").format(
+                time=last.get("time"), user=last.get("user"), action=last.get("action")
+            )
+        )
     return EXIT_OK
 
 
 def _history(files: CalibrationFiles) -> int:
     history = files.history()
     if not history:
-        print(f"no calibration changes recorded ({files.history_path} does not exist yet)")
+        print(
+            _("no calibration changes recorded ({path} does not exist yet)").format(
+                path=files.history_path
+            )
+        )
         return EXIT_OK
     for entry in history:
         print(_history_line(entry))
@@ -224,20 +270,24 @@ def _history_line(entry: dict) -> str:
 def _undo(config: Config, files: CalibrationFiles, yes: bool) -> int:
     history = [entry for entry in files.history() if "old" in entry]
     if not history:
-        raise GaugeError("there is no calibration change to undo")
+        raise GaugeError(_("there is no calibration change to undo"))
     last = history[-1]
     try:
         restored = CalibrationConfig(**last["old"])
     except TypeError:
-        raise GaugeError("the last history entry cannot be read back; edit the file") from None
-    print(f"undo the change of {last.get('time')} by {last.get('user')} ({last.get('action')}):")
+        raise GaugeError(_("the last history entry cannot be read back; edit the file")) from None
+    print(
+        _("undo the change of {time} by {user} ({action}):").format(
+            time=last.get("time"), user=last.get("user"), action=last.get("action")
+        )
+    )
     if not _print_change(config.calibration, restored):
-        print("the calibration in use is already that: nothing to write")
+        print(_("the calibration in use is already that: nothing to write"))
         return EXIT_OK
-    if not confirm("Write this calibration?", yes):
-        print("nothing written")
+    if not confirm(_("Write this calibration?"), yes):
+        print(_("nothing written"))
         return EXIT_FAILURE
     files.write(config.calibration, restored, "undo", {"undoes": last.get("time")}, time.time())
-    print(f"written: {files.path}")
+    print(_("written: {path}").format(path=files.path))
     _tell_daemon(config)
     return EXIT_OK

@@ -9,9 +9,10 @@ from pathlib import Path
 from agent.commands.common import load
 from agent.config import to_toml
 from agent.errors import EXIT_OK
+from agent.i18n import N_
 
 NAME = "check-config"
-HELP = "validate and print the configuration"
+HELP = N_("validate and print the configuration")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

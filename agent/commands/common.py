@@ -12,6 +12,7 @@ from pathlib import Path
 from agent import control
 from agent.config import DEFAULT_CONFIG_PATH, Config, load_config
 from agent.errors import GaugeError
+from agent.i18n import _
 
 
 def default_config_path() -> Path:
@@ -36,8 +37,9 @@ def confirm(question: str, yes: bool) -> bool:
     """Ask on stdin (the technician answers y); `--yes` answers for them. No answer is no."""
     if yes:
         return True
-    print(f"{question} [y/N] ", end="", flush=True)
-    return sys.stdin.readline().strip().lower() in ("y", "yes")
+    print(f"{question} {_('[y/N]')} ", end="", flush=True)
+    # y (yes) or, in Indonesian, y (ya): the same key.
+    return sys.stdin.readline().strip().lower() in ("y", "yes", "ya")
 
 
 def connect_to_daemon(config: Config, message: dict, timeout_s: float):
@@ -74,8 +76,10 @@ def live_samples(config: Config, count: int) -> tuple[Iterator[dict], str]:
     timeout = 15.0 + 3 * max(config.sensor.interval_s, config.sensor.alarm_interval_s)
     client = connect_to_daemon(config, {"command": "read", "count": count}, timeout)
     if client is not None:
-        return _from_daemon(client), "the running daemon"
-    return _from_sensor(config, count), f"the sensor ({config.sensor.kind}), no daemon running"
+        return _from_daemon(client), _("the running daemon")
+    return _from_sensor(config, count), _("the sensor ({kind}), no daemon running").format(
+        kind=config.sensor.kind
+    )
 
 
 def _from_daemon(client) -> Iterator[dict]:

@@ -10,30 +10,32 @@ from pathlib import Path
 from agent import control
 from agent.commands.common import ask_daemon, load_or_default
 from agent.errors import EXIT_OK, GaugeError
+from agent.i18n import N_, _
 
 NAME = "maintenance"
-HELP = "flag readings while you work on the sensor (alarms keep running; ends by itself)"
+HELP = N_("flag readings while you work on the sensor (alarms keep running; ends by itself)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path)
     actions = parser.add_subparsers(dest="action", required=True, metavar="on|off")
-    on = actions.add_parser("on", help="start, for --minutes")
+    on = actions.add_parser("on", help=_("start, for --minutes"))
     on.add_argument(
         "--minutes",
         type=_minutes,
         required=True,
         metavar="N",
-        help=f"1 to {control.MAINTENANCE_MAX_MINUTES}; it ends by itself then",
+        help=_("1 to {max}; it ends by itself then").format(max=control.MAINTENANCE_MAX_MINUTES),
     )
-    actions.add_parser("off", help="end it now")
+    actions.add_parser("off", help=_("end it now"))
 
 
 def _minutes(text: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= control.MAINTENANCE_MAX_MINUTES:
         raise argparse.ArgumentTypeError(
-            f"{text!r} must be a whole number of minutes from 1 to"
-            f" {control.MAINTENANCE_MAX_MINUTES}"
+            _("{text!r} must be a whole number of minutes from 1 to {max}").format(
+                text=text, max=control.MAINTENANCE_MAX_MINUTES
+            )
         )
     return int(text)
 
@@ -44,15 +46,17 @@ def execute(args: argparse.Namespace) -> int:
     answer = ask_daemon(config, {"command": "maintenance", "minutes": minutes})
     if answer is None:
         raise GaugeError(
-            "no daemon running: nothing is being reported, so there is nothing to flag"
+            _("no daemon running: nothing is being reported, so there is nothing to flag")
         )
     if not answer.get("ok"):
-        raise GaugeError(f"the daemon says: {answer.get('error')}")
+        raise GaugeError(_("the daemon says: {error}").format(error=answer.get("error")))
     if minutes:
         print(
-            f"maintenance on until {answer.get('until')}: readings are flagged; the alarms keep"
-            " running. `gauge-agent maintenance off` when you are done"
+            _(
+                "maintenance on until {until}: readings are flagged; the alarms keep running."
+                " `gauge-agent maintenance off` when you are done"
+            ).format(until=answer.get("until"))
         )
     else:
-        print("maintenance off: readings are the water again")
+        print(_("maintenance off: readings are the water again"))
     return EXIT_OK

@@ -21,11 +21,12 @@ from pathlib import Path
 from agent.commands.common import load_or_default
 from agent.config import Config
 from agent.errors import EXIT_OK, GaugeError
+from agent.i18n import N_
 from agent.outbox import OUTBOX_FILE_NAME, SALVAGE_PREFIX
 from agent.units import format_utc
 
 NAME = "queue"
-HELP = "the outbox: what waits for upstream, exported to CSV without stopping the daemon"
+HELP = N_("the outbox: what waits for upstream, exported to CSV without stopping the daemon")
 FIXED_COLUMNS = ["station", "epoch", "seq", "type", "time", "queue"]
 TABLES = (("events", "waiting"), ("readings", "waiting"), ("dead_letters", "dead_letter"))
 

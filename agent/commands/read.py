@@ -12,10 +12,11 @@ from pathlib import Path
 from agent import control
 from agent.commands.common import live_samples, load_or_default
 from agent.errors import EXIT_OK
+from agent.i18n import N_, _
 from agent.stability import STABLE_READINGS, LevelStats
 
 NAME = "read"
-HELP = "live samples: raw, temperature, distance or depth, level, and whether it is stable"
+HELP = N_("live samples: raw, temperature, distance or depth, level, and whether it is stable")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,9 +26,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=_count,
         default=STABLE_READINGS,
         metavar="N",
-        help=f"how many samples (default {STABLE_READINGS}, enough to tell whether it is stable)",
+        help=_("how many samples (default {count}, enough to tell whether it is stable)").format(
+            count=STABLE_READINGS
+        ),
     )
-    parser.add_argument("--json", action="store_true", help="one JSON object per sample")
+    parser.add_argument("--json", action="store_true", help=_("one JSON object per sample"))
 
 
 def _count(text: str) -> int:
@@ -43,7 +46,8 @@ def execute(args: argparse.Namespace) -> int:
     samples, source = live_samples(config, args.count)
     stats = LevelStats()
     if not args.json:
-        print(f"reading {args.count} samples from {source}", flush=True)
+        heading = _("reading {count} samples from {source}")
+        print(heading.format(count=args.count, source=source), flush=True)
     for sample in samples:
         if sample["ok"] and sample["level_m"] is not None:
             stats.add(sample["level_m"])
@@ -63,24 +67,30 @@ def _metres(value: float | None) -> str:
 def _line(sample: dict, stats: LevelStats) -> str:
     clock = sample["time"][11:19]
     raw = "-" if sample["raw"] is None else f"{sample['raw']:g} {sample['raw_unit']}"
-    parts = [clock, f"raw {raw}"]
+    parts = [clock, _("raw {value}").format(value=raw)]
     if sample.get("temperature_c") is not None:
-        parts.append(f"temp {sample['temperature_c']:.1f} C")
+        parts.append(_("temp {value:.1f} C").format(value=sample["temperature_c"]))
     if "distance_m" in sample:
-        parts.append(f"distance {_metres(sample['distance_m'])}")
+        parts.append(_("distance {value}").format(value=_metres(sample["distance_m"])))
     else:
-        parts.append(f"depth {_metres(sample.get('depth_m'))}")
-    parts.append(f"level {_metres(sample['level_m'])}")
+        parts.append(_("depth {value}").format(value=_metres(sample.get("depth_m"))))
+    parts.append(_("level {value}").format(value=_metres(sample["level_m"])))
     if sample["ok"]:
-        parts.append(f"smoothed {_metres(sample['smoothed_m'])}")
+        parts.append(_("smoothed {value}").format(value=_metres(sample["smoothed_m"])))
     else:
-        parts.append(f"not used: {sample['reason']}")
+        parts.append(_("not used: {reason}").format(reason=sample["reason"]))
     if stats.count:
-        parts.append(f"| mean {stats.mean:.3f} sd {stats.sd * 100:.1f} cm n {stats.count}")
+        parts.append(
+            _("| mean {mean:.3f} sd {sd:.1f} cm n {count}").format(
+                mean=stats.mean, sd=stats.sd * 100, count=stats.count
+            )
+        )
     return "  ".join(parts)
 
 
 def _summary(stats: LevelStats) -> str:
     if not stats.count:
-        return "no plausible reading: not stable (look at the reasons above)"
-    return f"level {stats.mean:.3f} m, mean of {stats.count}: {stats.verdict()}"
+        return _("no plausible reading: not stable (look at the reasons above)")
+    return _("level {mean:.3f} m, mean of {count}: {verdict}").format(
+        mean=stats.mean, count=stats.count, verdict=stats.verdict()
+    )

@@ -8,10 +8,11 @@ from pathlib import Path
 
 from agent.config import load_config
 from agent.errors import EXIT_OK, EXIT_USAGE
+from agent.i18n import N_
 from agent.units import UNIT_TO_M, VALUE_KINDS
 
 NAME = "replay"
-HELP = "run a recording through the pipeline"
+HELP = N_("run a recording through the pipeline")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -8,9 +8,10 @@ from pathlib import Path
 
 from agent.commands.common import default_config_path
 from agent.config import DEFAULT_CONFIG_PATH, Config, load_config
+from agent.i18n import N_
 
 NAME = "run"
-HELP = "run the gauge daemon"
+HELP = N_("run the gauge daemon")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

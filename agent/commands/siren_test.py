@@ -14,9 +14,10 @@ from agent import control
 from agent.commands.common import confirm, connect_to_daemon, load_or_default
 from agent.config import Config
 from agent.errors import EXIT_FAILURE, EXIT_OK, GaugeError
+from agent.i18n import N_, _
 
 NAME = "siren-test"
-HELP = "test the siren and lamps (asks first; always ends with the siren off)"
+HELP = N_("test the siren and lamps (asks first; always ends with the siren off)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,23 +25,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--pattern",
         metavar="NAME",
-        help="a configured siren pattern (default: the highest warning's)",
+        help=_("a configured siren pattern (default: the highest warning's)"),
     )
     parser.add_argument(
         "--seconds",
         type=_seconds,
         default=control.SIREN_TEST_DEFAULT_S,
         metavar="N",
-        help=f"1 to {control.SIREN_TEST_MAX_S} (default {control.SIREN_TEST_DEFAULT_S})",
+        help=_("1 to {max} (default {default})").format(
+            max=control.SIREN_TEST_MAX_S, default=control.SIREN_TEST_DEFAULT_S
+        ),
     )
-    parser.add_argument("--quiet", action="store_true", help="the lamps only; the siren stays off")
-    parser.add_argument("--yes", action="store_true", help="do not ask")
+    parser.add_argument(
+        "--quiet", action="store_true", help=_("the lamps only; the siren stays off")
+    )
+    parser.add_argument("--yes", action="store_true", help=_("do not ask"))
 
 
 def _seconds(text: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= control.SIREN_TEST_MAX_S:
         raise argparse.ArgumentTypeError(
-            f"{text!r} must be a whole number of seconds from 1 to {control.SIREN_TEST_MAX_S}"
+            _("{text!r} must be a whole number of seconds from 1 to {max}").format(
+                text=text, max=control.SIREN_TEST_MAX_S
+            )
         )
     return int(text)
 
@@ -51,21 +58,33 @@ def execute(args: argparse.Namespace) -> int:
     pattern_config = config.pattern(pattern)
     if pattern_config is None:
         names = ", ".join(p.name for p in config.outputs.siren_patterns)
-        raise GaugeError(f"no siren pattern {pattern!r}; configured: {names}")
+        raise GaugeError(
+            _("no siren pattern {pattern!r}; configured: {names}").format(
+                pattern=pattern, names=names
+            )
+        )
     if args.quiet:
-        print(f"Every lamp will light for {args.seconds} s; the siren stays silent.")
+        print(
+            _("Every lamp will light for {seconds} s; the siren stays silent.").format(
+                seconds=args.seconds
+            )
+        )
     else:
         rhythm = (
-            "continuously"
+            _("continuously")
             if pattern_config.off_s == 0
-            else f"{pattern_config.on_s:g} s on, {pattern_config.off_s:g} s off"
+            else _("{on:g} s on, {off:g} s off").format(
+                on=pattern_config.on_s, off=pattern_config.off_s
+            )
         )
         print(
-            f"The siren will sound '{pattern}' ({rhythm}) for {args.seconds} s and every lamp"
-            " will light. People nearby will hear it: warn them first."
+            _(
+                "The siren will sound '{pattern}' ({rhythm}) for {seconds} s and every lamp will"
+                " light. People nearby will hear it: warn them first."
+            ).format(pattern=pattern, rhythm=rhythm, seconds=args.seconds)
         )
-    if not confirm("Start the test?", args.yes):
-        print("nothing sounded")
+    if not confirm(_("Start the test?"), args.yes):
+        print(_("nothing sounded"))
         return EXIT_FAILURE
     request = {
         "command": "siren-test",
@@ -79,18 +98,21 @@ def execute(args: argparse.Namespace) -> int:
     try:
         for answer in control.answers(client):
             if not answer.get("ok") and "testing" not in answer:
-                raise GaugeError(f"the daemon says: {answer.get('error')}")
+                raise GaugeError(_("the daemon says: {error}").format(error=answer.get("error")))
             if answer.get("ok") and answer.get("testing"):
-                print("testing (Ctrl-C ends it)...", flush=True)
+                print(_("testing (Ctrl-C ends it)..."), flush=True)
             if answer.get("done"):
-                print(f"test over ({answer.get('why')}): the siren is off")
+                why = _(str(answer.get("why")))
+                print(_("test over ({why}): the siren is off").format(why=why))
                 return EXIT_OK
     except KeyboardInterrupt:
-        print("\nstopped: the siren is off")  # the daemon saw the connection close
+        print("\n" + _("stopped: the siren is off"))  # the daemon saw the connection close
         return EXIT_OK
     except OSError as error:
-        raise GaugeError(f"lost the daemon during the test ({error})") from None
-    raise GaugeError("the daemon ended the connection before the test was over")
+        raise GaugeError(
+            _("lost the daemon during the test ({error})").format(error=error)
+        ) from None
+    raise GaugeError(_("the daemon ended the connection before the test was over"))
 
 
 def _without_daemon(config: Config, pattern: str, seconds: int, quiet: bool) -> int:
@@ -102,21 +124,23 @@ def _without_daemon(config: Config, pattern: str, seconds: int, quiet: bool) -> 
     lock = StateLock(Path(config.storage.state_dir)).acquire()
     try:
         outputs = GpioOutputs(config.outputs)
-        ended = "test over"
+        ended = _("test over")
         try:
             start = time.monotonic()
             annunciator = Annunciator(config, start)
             annunciator.start_test(start, pattern, seconds, quiet)
-            print("testing, no daemon running (Ctrl-C ends it)...", flush=True)
+            print(_("testing, no daemon running (Ctrl-C ends it)..."), flush=True)
             while annunciator.testing(now := time.monotonic()):
                 outputs.apply(annunciator.render(now))
                 time.sleep(max(0.0, min(annunciator.next_change(now), start + seconds) - now))
         except KeyboardInterrupt:
-            ended = "\nstopped"
+            ended = "\n" + _("stopped")
         finally:
             released = outputs.close()  # every output off, whatever happened
         left_on = [name for name, state in released.items() if state]
-        print(f"{ended}: the siren is off" + (f" (STILL ON: {left_on})" if left_on else ""))
+        print(_("{ended}: the siren is off").format(ended=ended))
+        if left_on:
+            print(_("STILL ON: {outputs}").format(outputs=", ".join(left_on)))
     finally:
         lock.release()
     return EXIT_OK

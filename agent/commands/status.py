@@ -7,9 +7,10 @@ import math
 from pathlib import Path
 
 from agent.commands.common import load_or_default
+from agent.i18n import N_
 
 NAME = "status"
-HELP = "what the running daemon last wrote"
+HELP = N_("what the running daemon last wrote")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
