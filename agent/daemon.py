@@ -21,6 +21,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
 from agent import __version__, salvage, wire
@@ -142,6 +143,8 @@ class Daemon:
         # `gauge-agent maintenance on`: readings are flagged until then (monotonic seconds);
         # set from a control-socket thread, acted on (events) by the sampling thread.
         self.maintenance_until: float | None = None
+        # When and by whom the calibration in use was set (calibration-history.jsonl), if known.
+        self.calibration_set: str | None = None
         self._maintenance_reported = False
         self.control = control
         self._restore_warning()
@@ -404,6 +407,9 @@ class Daemon:
             "warning": engine.warning_name,
             "rate_active": engine.rate_active,
             "faults": self.all_faults(),
+            "last_valid_s_ago": round(now - self.engine.faults.last_valid_t, 1),
+            "clock_synchronised": self.clock_synchronised(),
+            "calibration": {**asdict(self.config.calibration), "changed": self.calibration_set},
             "maintenance": self._maintenance_status(now),
             "siren": {
                 "pattern": engine.siren_pattern,

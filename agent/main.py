@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from agent.calibration import CalibrationFiles
 from agent.config import Config, load_config
 from agent.control import (
     ControlServer,
@@ -203,6 +204,7 @@ class Parts:
         )
         daemon.reloader = lambda current: reread_configuration(config_path, current)
         daemon.salvage_drains = self.drains  # one list: the daemon adds and removes drains
+        daemon.calibration_set = last_calibration(config_path)
         self.daemon = daemon
         return daemon
 
@@ -281,6 +283,22 @@ class Parts:
         daemon = self.daemon
         if daemon is not None and daemon.annunciator.silence(daemon.clock()):
             log.warning("siren silenced for %.0f s by the button", daemon.config.outputs.silence_s)
+
+
+def last_calibration(config_path: Path | None) -> str | None:
+    """'2026-11-30 by budi' from calibration-history.jsonl beside the configuration, if any.
+    Read at start and at a reload, never per sample; a damaged history is not a reason to stop."""
+    if config_path is None:
+        return None
+    try:
+        history = CalibrationFiles(config_path).history()
+    except (OSError, GaugeError):
+        return None
+    entries = [entry for entry in history if "time" in entry]
+    if not entries:
+        return None
+    last = entries[-1]
+    return f"{str(last['time'])[:10]} by {last.get('user', '?')}"
 
 
 def run_daemon(config: Config, simulate: bool = False, config_path: Path | None = None) -> int:

@@ -127,6 +127,34 @@ def one_line(status: dict, now: float) -> str:
     )
 
 
+def details_line(status: dict, now: float) -> str:
+    """What a technician asks first, on a second line: how old the last valid reading is,
+    whether the clock is set, when the calibration was made, the queue and the last upload."""
+    parts = []
+    valid = _number(status, "last_valid_s_ago")
+    parts.append("last valid reading " + ("?" if valid is None else f"{valid:.0f} s ago"))
+    synchronised = status.get("clock_synchronised")
+    if synchronised is True:
+        parts.append("clock synchronised")
+    else:
+        parts.append("clock NOT synchronised" if synchronised is False else "clock unknown")
+    calibration = _table(status, "calibration")
+    changed = calibration.get("changed")
+    parts.append(f"calibrated {changed}" if isinstance(changed, str) else "never calibrated")
+    outbox = _table(status, "outbox")
+    counts = (("depth", "queue"), ("dropped", "dropped"), ("dead_lettered", "dead letters"))
+    for key, label in counts:
+        value = _number(outbox, key)
+        parts.append(f"{label} {'?' if value is None else f'{value:.0f}'}")
+    uplink = status.get("uplink")
+    if isinstance(uplink, dict):
+        last = _number(uplink, "last_upload")
+        parts.append("last upload " + ("never" if last is None else f"{now - last:.0f} s ago"))
+    else:
+        parts.append("store only")
+    return "  " + "  ".join(parts)
+
+
 def _maintenance_text(status: dict) -> str:
     maintenance = status.get("maintenance")
     if not isinstance(maintenance, dict):
@@ -156,7 +184,10 @@ def show_status(config: Config, as_json: bool = False, watch: float | None = Non
         if as_json:
             print(json.dumps(status, indent=1))
         else:
-            print(one_line(status, time.time()))
+            now = time.time()
+            print(one_line(status, now))
+            if is_fresh(status, now):
+                print(details_line(status, now))
         return 0 if is_fresh(status, time.time()) else 1
     last_seen = None
     try:

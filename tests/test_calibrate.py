@@ -185,6 +185,9 @@ def test_the_running_daemon_takes_the_calibration_without_a_restart_and_tells_up
             "the daemon to show 6.90 m",
         )
         assert daemon_status(tmp_path)["pid"] == pid  # no restart
+        shown = run_cli("status", "--config", config)
+        details = r"\n  last valid reading \d+ s ago  clock .*  calibrated 20\d\d-\d\d-\d\d by "
+        assert re.search(details, shown.stdout), shown.stdout
         process.terminate()
         _, stderr = process.communicate(timeout=10)
     assert re.search(rf"calibration changed: sensor_elevation_m 10.3 -> {NEAR_10_40}", stderr)

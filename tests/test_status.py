@@ -110,3 +110,42 @@ def test_a_watch_period_that_cannot_work_is_a_usage_error(period):
 def test_is_finite_guard_for_numbers():
     line = one_line({**BASE, "level_m": math.inf, "rate_m_per_h": math.nan}, 1001.0)
     assert "level ---" in line and "rate ---" in line
+
+
+# -- issue #12: what a technician asks first, on a second line -------------------------------
+
+from agent.status import details_line  # noqa: E402
+
+
+def test_the_details_line_answers_the_technicians_first_questions():
+    status = {
+        **BASE,
+        "last_valid_s_ago": 4.2,
+        "clock_synchronised": False,
+        "calibration": {"sensor_elevation_m": 10.47, "changed": "2026-11-30 by budi"},
+        "outbox": {"depth": 40, "dropped": 0, "dead_lettered": 2},
+        "uplink": {"last_upload": 970.0},
+    }
+    assert details_line(status, 1001.0) == (
+        "  last valid reading 4 s ago  clock NOT synchronised  calibrated 2026-11-30 by budi"
+        "  queue 40  dropped 0  dead letters 2  last upload 31 s ago"
+    )
+    assert details_line(BASE, 1001.0) == (
+        "  last valid reading ? s ago  clock unknown  never calibrated  queue ?  dropped ?"
+        "  dead letters ?  store only"
+    ).replace("? s ago", "?")
+
+
+@pytest.mark.slow
+@settings(max_examples=500, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            ["last_valid_s_ago", "clock_synchronised", "calibration", "outbox", "uplink"]
+        ),
+        JSON,
+    )
+)
+def test_any_field_of_any_type_still_gives_a_details_line(fields):
+    line = details_line({**BASE, **fields}, 1001.0)
+    assert "last valid reading" in line and "  queue " in line
