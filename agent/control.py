@@ -12,6 +12,7 @@ request per line, JSON lines back:
                                          configuration and calibration again (as on SIGHUP)
     {"command": "maintenance", "minutes": N}  -> {"ok": true, "until": UTC or null}; readings
                                          flagged `maintenance` for N minutes (0: end it now)
+    {"command": "retry-dead-letters"}  -> {"ok": true, "requeued": N}
     {"command": "siren-test", "pattern": NAME, "seconds": N, "quiet": false}
                                       -> sounds it while the client stays (see siren_test_handler)
 
@@ -42,6 +43,7 @@ from agent.units import format_utc
 if TYPE_CHECKING:  # the daemon imports this module
     from agent.config import Config
     from agent.daemon import Daemon
+    from agent.outbox import Outbox
 
 log = logging.getLogger("gauge-agent")
 
@@ -190,6 +192,21 @@ def maintenance_handler(set_minutes: Callable[[int], str | None]) -> Handler:
                 f"minutes must be a whole number from 0 (off) to {MAINTENANCE_MAX_MINUTES}"
             )
         send({"ok": True, "until": set_minutes(minutes)})
+
+    return handle
+
+
+def retry_dead_letters_handler(outbox: Callable[[], Outbox | None]) -> Handler:
+    """`retry-dead-letters`: every dead letter back in the queue; answers how many."""
+
+    def handle(request: dict, send: Send) -> None:
+        box = outbox()
+        if box is None:
+            raise RequestError("this daemon has no outbox (the card could not be used)")
+        count = box.retry_dead_letters()
+        if count is None:
+            raise RequestError("the outbox file cannot be used now (see `gauge-agent status`)")
+        send({"ok": True, "requeued": count})
 
     return handle
 

@@ -27,6 +27,7 @@ from agent.control import (
     maintenance_handler,
     read_handler,
     reload_handler,
+    retry_dead_letters_handler,
     siren_test_handler,
 )
 from agent.daemon import WARNING_FILE_NAME, Daemon
@@ -180,6 +181,7 @@ class Parts:
                 "reload": reload_handler(self.request_reload),
                 "maintenance": maintenance_handler(self._maintenance),
                 "siren-test": siren_test_handler(lambda: self.daemon),
+                "retry-dead-letters": retry_dead_letters_handler(lambda: self.outbox),
             },
             self.health,
         )

@@ -682,6 +682,29 @@ class Outbox:
             self._depth -= deleted
             self._dead_lettered += 1
 
+    def retry_dead_letters(self) -> int | None:
+        """Put every dead letter back in the queue, under its own seq (the upstream refused it,
+        so never stored it: no duplicate), after the upstream or its configuration was fixed.
+        Returns how many, or None when the file cannot be used now."""
+        return self._guarded(self._requeue_dead_letters)
+
+    def _requeue_dead_letters(self) -> int:
+        connection = self._connection()
+        requeued = 0
+        with connection:
+            connection.execute("BEGIN IMMEDIATE")
+            rows = connection.execute("SELECT seq, type, time, body FROM dead_letters").fetchall()
+            for seq, record_type, time_s, body in rows:
+                table = "events" if record_type == EVENT else "readings"
+                requeued += connection.execute(
+                    f"INSERT OR IGNORE INTO {table} VALUES (?, ?, ?, ?)",
+                    (seq, record_type, time_s, body),
+                ).rowcount
+            connection.execute("DELETE FROM dead_letters")
+        with self._lock:
+            self._depth += requeued
+        return requeued
+
     # -- numbers for the status and heartbeats ----------------------------------------------
     def stats(self) -> dict:
         """From memory only: the status is written every sample and must not touch the disk.

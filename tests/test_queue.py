@@ -113,3 +113,40 @@ def test_export_beside_a_running_daemon_that_keeps_sampling(tmp_path):
     with open(out, newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert len([row for row in rows if row["type"] == "reading"]) >= 5
+
+
+def test_dead_letters_go_back_in_the_queue_under_their_own_seq(tmp_path):
+    box = stored_outbox(tmp_path)
+    try:
+        assert box.stats()["depth"] == 6
+        assert box.retry_dead_letters() == 1
+        assert box.stats()["depth"] == 7
+        batch = box.next_batch(10)
+        assert 99 in [record.seq for record in batch]
+        assert next(r for r in batch if r.seq == 99).body == {"level_m": "NaN?", "ok": False}
+        assert box.retry_dead_letters() == 0  # nothing left aside
+    finally:
+        box.close()
+
+
+@pytest.mark.slow
+def test_retry_dead_letters_through_the_running_daemon(tmp_path):
+    config = calm_config(tmp_path)
+    stored_outbox(tmp_path).close()  # a dead letter from before, on the card
+    refused = run_cli("queue", "--config", config, "retry-dead-letters")
+    assert refused.returncode == 1 and "no daemon running" in refused.stderr
+    env = {**os.environ, "GPIOZERO_PIN_FACTORY": "mock"}
+    with running_daemon(tmp_path / "config.toml", env=env) as daemon:
+        wait_for(lambda: daemon_status(tmp_path).get("samples"), 20, "the first sample")
+        wait_for(
+            lambda: (daemon_status(tmp_path).get("outbox") or {}).get("depth") is not None,
+            20,
+            "the outbox to be checked",
+        )
+        retried = run_cli("queue", "--config", config, "retry-dead-letters")
+        status = run_cli("queue", "--config", config, "status")
+        daemon.terminate()
+        daemon.communicate(timeout=10)
+    assert retried.returncode == 0, retried.stderr
+    assert "1 dead letters are back in the queue" in retried.stdout
+    assert "dead letters: 0" in status.stdout

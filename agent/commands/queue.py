@@ -1,4 +1,5 @@
-"""`gauge-agent queue status` / `queue export --out FILE [--since TIME]`: the outbox, seen and
+"""`gauge-agent queue status` / `queue export --out FILE [--since TIME]` /
+`queue retry-dead-letters`: the outbox, seen and
 taken home on a USB stick when the link has been down for weeks, without deleting anything
 and without stopping the daemon (SQLite's write-ahead log lets a reader in beside it).
 
@@ -18,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
-from agent.commands.common import load_or_default
+from agent.commands.common import ask_daemon, load_or_default
 from agent.config import Config
 from agent.errors import EXIT_OK, GaugeError
 from agent.i18n import N_
@@ -36,6 +37,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     actions.add_parser("status", help="how much waits, since when, and the dead letters")
     export = actions.add_parser("export", help="write what waits (and the dead letters) as CSV")
+    actions.add_parser(
+        "retry-dead-letters",
+        help="send the records upstream refused again (after it was fixed); needs the daemon",
+    )
     export.add_argument("--out", type=Path, required=True, metavar="FILE")
     export.add_argument(
         "--since",
@@ -59,7 +64,23 @@ def execute(args: argparse.Namespace) -> int:
     files = outbox_files(config)
     if args.action == "status":
         return _status(config, files)
+    if args.action == "retry-dead-letters":
+        return _retry(config)
     return _export(config, files, args.out, args.since)
+
+
+def _retry(config: Config) -> int:
+    """Through the daemon: it owns the outbox file and its counts."""
+    answer = ask_daemon(config, {"command": "retry-dead-letters"})
+    if answer is None:
+        raise GaugeError(
+            "no daemon running: start it (sudo systemctl start gauge-agent) and try again; it"
+            " sends what is queued, then the dead letters put back"
+        )
+    if not answer.get("ok"):
+        raise GaugeError(f"the daemon says: {answer.get('error')}")
+    print(f"{answer.get('requeued')} dead letters are back in the queue and go upstream next")
+    return EXIT_OK
 
 
 def outbox_files(config: Config) -> list[Path]:
