@@ -84,6 +84,36 @@ def offset_from_staff_gauge(
     return new
 
 
+SPAN_MIN_M = 0.2  # two points closer than this in depth give a span that noise decides
+SPAN_RANGE = (0.8, 1.25)  # a transmitter whose span is outside this is wrong, not calibrated
+
+
+def span_from_points(current: CalibrationConfig, first: dict, second: dict) -> CalibrationConfig:
+    """Offset and scale through two points (staff gauge level, mean depth), taken at
+    different water levels, often on different days: level = offset + scale * depth."""
+    depth_1, depth_2 = first["mean_m"], second["mean_m"]
+    level_1, level_2 = first["staff_gauge_m"], second["staff_gauge_m"]
+    if abs(depth_2 - depth_1) < SPAN_MIN_M:
+        raise CalibrationRefused(
+            f"the two points are {abs(depth_2 - depth_1) * 100:.0f} cm apart in depth; take the"
+            f" second when the water is at least {SPAN_MIN_M * 100:.0f} cm higher or lower"
+        )
+    scale = (level_2 - level_1) / (depth_2 - depth_1)
+    low, high = SPAN_RANGE
+    if not low <= scale <= high:
+        raise CalibrationRefused(
+            f"the span would be {scale:.3f}, far from 1 (allowed {low} .. {high}): a staff gauge"
+            " misread, a transmitter in the wrong unit or range, or a point taken while the"
+            " water moved; check both points (calibrate history)"
+        )
+    offset = level_1 - scale * depth_1
+    return CalibrationConfig(
+        sensor_elevation_m=current.sensor_elevation_m,
+        offset_m=round(offset, 4),
+        scale=round(scale, 5),
+    )
+
+
 def level_of(calibration: CalibrationConfig, readings: Readings) -> float:
     """The level the mean reading shows under `calibration`."""
     if readings.kind == "distance":
@@ -110,7 +140,7 @@ class CalibrationFiles:
     ) -> dict:
         """Replace calibration.toml with `new`, atomically, and append the history line."""
         entry = {
-            "time": dt.datetime.fromtimestamp(now, dt.UTC).isoformat().replace("+00:00", "Z"),
+            "time": _stamp(now),
             "user": _user(),
             "action": action,
             "old": asdict(old),
@@ -124,10 +154,7 @@ class CalibrationFiles:
                 # daemon starting in between would run on the template's values.
                 _copy(self.path, self.previous)
             _write_atomically(self.path, text)
-            with open(self.history_path, "a", encoding="utf-8") as history:
-                history.write(json.dumps(entry) + "\n")
-                history.flush()
-                os.fsync(history.fileno())
+            self._append_history(entry)
         except PermissionError:
             raise GaugeError(
                 f"cannot write {self.path}: permission denied; run it with sudo"
@@ -135,6 +162,33 @@ class CalibrationFiles:
         except OSError as error:
             raise GaugeError(f"cannot write {self.path}: {error.strerror or error}") from None
         return entry
+
+    def record_point(self, details: dict, now: float) -> dict:
+        """A calibration point (for `span`): in the history only; nothing changes yet."""
+        entry = {"time": _stamp(now), "user": _user(), "action": "point", **details}
+        try:
+            self._append_history(entry)
+        except PermissionError:
+            raise GaugeError(
+                f"cannot write {self.history_path}: permission denied; run it with sudo"
+            ) from None
+        return entry
+
+    def _append_history(self, entry: dict) -> None:
+        with open(self.history_path, "a", encoding="utf-8") as history:
+            history.write(json.dumps(entry) + "\n")
+            history.flush()
+            os.fsync(history.fileno())
+
+    def points_since_last_change(self) -> list[dict]:
+        """The points recorded since the calibration last changed: what a span is made of."""
+        points: list[dict] = []
+        for entry in self.history():
+            if entry.get("action") == "point":
+                points.append(entry)
+            elif "new" in entry:
+                points = []
+        return points
 
     def history(self) -> list[dict]:
         """Every recorded change, oldest first; a damaged line is shown, not fatal."""
@@ -151,6 +205,10 @@ class CalibrationFiles:
                 entry = {"damaged_line": number}
             entries.append(entry if isinstance(entry, dict) else {"damaged_line": number})
         return entries
+
+
+def _stamp(now: float) -> str:
+    return dt.datetime.fromtimestamp(now, dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 def _user() -> str:

@@ -258,3 +258,87 @@ def test_a_commissioning_session_in_a_real_terminal(tmp_path):
         )
         daemon.terminate()
         daemon.communicate(timeout=10)
+
+
+# -- two-point calibration of a pressure transmitter -------------------------------------------
+
+from agent.calibration import span_from_points  # noqa: E402
+
+
+def test_span_goes_through_both_points_and_refuses_what_cannot_be_right():
+    new = span_from_points(
+        TEMPLATE,
+        {"staff_gauge_m": 6.20, "mean_m": 3.10},
+        {"staff_gauge_m": 7.45, "mean_m": 4.30},
+    )
+    assert new.scale == pytest.approx(1.25 / 1.20, abs=1e-5)
+    assert new.offset_m + new.scale * 3.10 == pytest.approx(6.20, abs=1e-4)
+    assert new.offset_m + new.scale * 4.30 == pytest.approx(7.45, abs=1e-4)
+    with pytest.raises(CalibrationRefused, match="5 cm apart in depth"):
+        span_from_points(
+            TEMPLATE,
+            {"staff_gauge_m": 6.2, "mean_m": 3.10},
+            {"staff_gauge_m": 6.25, "mean_m": 3.15},
+        )
+    with pytest.raises(CalibrationRefused, match="span would be 2.000, far from 1"):
+        span_from_points(
+            TEMPLATE, {"staff_gauge_m": 6.0, "mean_m": 3.0}, {"staff_gauge_m": 7.0, "mean_m": 3.5}
+        )
+
+
+def test_a_span_uses_the_points_taken_since_the_calibration_last_changed(tmp_path):
+    files = CalibrationFiles(tmp_path / "config.toml")
+    files.record_point({"staff_gauge_m": 5.0, "readings": {"mean_m": 2.0}}, 1.8e9)
+    files.write(TEMPLATE, TEMPLATE, "offset", {}, 1.8e9 + 10)
+    files.record_point({"staff_gauge_m": 6.0, "readings": {"mean_m": 3.0}}, 1.8e9 + 20)
+    assert [p["staff_gauge_m"] for p in files.points_since_last_change()] == [6.0]
+
+
+@pytest.mark.slow
+def test_point_point_span_with_a_modbus_transmitter_through_the_command_line(tmp_path):
+    from tests.serial_peers import ModbusPeer, PtyLink
+
+    link = PtyLink()
+    config = tmp_path / "config.toml"
+    config.write_text(f"""
+[storage]
+state_dir = "{tmp_path / "state"}"
+runtime_dir = "{tmp_path / "run"}"
+[sensor]
+kind = "modbus-pressure"
+interval_s = 0.2
+alarm_interval_s = 0.05
+burst = 1
+[sensor.modbus]
+port = "{link.a.path}"
+slave_id = 7
+timeout_s = 0.3
+scale = 0.001
+unit = "m"
+""")
+    try:
+        for register, staff in ((3100, "6.20"), (4300, "7.45")):  # 3.100 m, then 4.300 m deep
+            peer = ModbusPeer(link.b.path, {0: register}, slave_id=7).start()
+            try:
+                point = run_cli(
+                    "calibrate",
+                    "--config",
+                    str(config),
+                    "point",
+                    "--staff-gauge",
+                    staff,
+                    timeout=120,
+                )
+            finally:
+                peer.stop()
+            assert point.returncode == 0, point.stdout + point.stderr
+        assert "point 2 recorded: staff gauge 7.450 m, depth 4.3000 m" in point.stdout
+        span = run_cli("calibrate", "--config", str(config), "span", "--yes")
+        assert span.returncode == 0, span.stdout + span.stderr
+        values = tomllib.loads((tmp_path / "calibration.toml").read_text())["calibration"]
+        assert values["scale"] == pytest.approx(1.25 / 1.20, abs=1e-4)
+        assert values["offset_m"] + values["scale"] * 3.1 == pytest.approx(6.20, abs=1e-3)
+        history = run_cli("calibrate", "--config", str(config), "history").stdout
+        assert history.count("(a point for span, no change yet)") == 2 and "  span  " in history
+    finally:
+        link.close()

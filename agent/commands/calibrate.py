@@ -17,6 +17,7 @@ from agent.calibration import (
     Readings,
     level_of,
     offset_from_staff_gauge,
+    span_from_points,
 )
 from agent.commands.common import ask_daemon, confirm, default_config_path, live_samples
 from agent.config import CalibrationConfig, Config, load_config
@@ -25,7 +26,7 @@ from agent.i18n import N_, _
 from agent.stability import STABLE_READINGS, LevelStats
 
 NAME = "calibrate"
-HELP = N_("calibration against the staff gauge: offset, show, history, undo")
+HELP = N_("calibration against the staff gauge: offset, point, span, show, history, undo")
 SETTLE_SAMPLES = 3  # samples allowed per reading needed before giving up on stability
 
 
@@ -36,21 +37,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "offset",
         help=_("read the staff gauge, take stable readings, set the elevation or offset"),
     )
-    offset.add_argument(
-        "--staff-gauge",
-        type=_level,
-        required=True,
-        metavar="LEVEL",
-        help=_("the level read on the staff gauge now, in metres of the site's datum"),
+    point = actions.add_parser(
+        "point",
+        help=_("pressure transmitters: record a point (staff gauge and depth) for span"),
     )
-    offset.add_argument(
-        "--readings",
-        type=_readings,
-        default=STABLE_READINGS,
-        metavar="N",
-        help=_("stable readings to average (default {count})").format(count=STABLE_READINGS),
-    )
+    for action in (offset, point):
+        action.add_argument(
+            "--staff-gauge",
+            type=_level,
+            required=True,
+            metavar="LEVEL",
+            help=_("the level read on the staff gauge now, in metres of the site's datum"),
+        )
+        action.add_argument(
+            "--readings",
+            type=_readings,
+            default=STABLE_READINGS,
+            metavar="N",
+            help=_("stable readings to average (default {count})").format(count=STABLE_READINGS),
+        )
     offset.add_argument("--yes", action="store_true", help=_("write without asking"))
+    span = actions.add_parser(
+        "span",
+        help=_("pressure transmitters: offset and scale through the last two points"),
+    )
+    span.add_argument("--yes", action="store_true", help=_("write without asking"))
     actions.add_parser("show", help=_("the calibration in use, and its last change"))
     actions.add_parser("history", help=_("every change: when, who, old and new, from what"))
     undo = actions.add_parser("undo", help=_("go back to the calibration before the last change"))
@@ -96,7 +107,62 @@ def execute(args: argparse.Namespace) -> int:
         return _history(files)
     if args.action == "undo":
         return _undo(config, files, args.yes)
+    if args.action == "point":
+        return _point(config, files, args.staff_gauge, args.readings)
+    if args.action == "span":
+        return _span(config, files, args.yes)
     return _offset(config, files, args.staff_gauge, args.readings, args.yes)
+
+
+def _point(config: Config, files: CalibrationFiles, staff_m: float, needed: int) -> int:
+    readings = take_readings(config, needed)
+    if readings.kind != "depth":
+        raise CalibrationRefused(
+            _("point and span are for pressure transmitters; a ranger needs only `offset`")
+        )
+    files.record_point({"staff_gauge_m": staff_m, "readings": asdict(readings)}, time.time())
+    points = files.points_since_last_change()
+    print(
+        _("point {number} recorded: staff gauge {staff:.3f} m, depth {depth:.4f} m").format(
+            number=len(points), staff=staff_m, depth=readings.mean_m
+        )
+    )
+    if len(points) < 2:
+        print(_("take a second point when the water is at another level, then `calibrate span`"))
+    return EXIT_OK
+
+
+def _span(config: Config, files: CalibrationFiles, yes: bool) -> int:
+    points = files.points_since_last_change()
+    if len(points) < 2:
+        raise GaugeError(
+            _("span needs two points since the last change; there are {count}").format(
+                count=len(points)
+            )
+        )
+    first, second = points[-2], points[-1]
+    current = config.calibration
+    new = span_from_points(
+        current,
+        {"staff_gauge_m": first["staff_gauge_m"], "mean_m": first["readings"]["mean_m"]},
+        {"staff_gauge_m": second["staff_gauge_m"], "mean_m": second["readings"]["mean_m"]},
+    )
+    for entry in (first, second):
+        print(
+            _("  point of {time}: staff gauge {staff} m, depth {depth} m").format(
+                time=entry["time"], staff=entry["staff_gauge_m"], depth=entry["readings"]["mean_m"]
+            )
+        )
+    if not _print_change(current, new):
+        print(_("the calibration already agrees with the staff gauge: nothing to write"))
+        return EXIT_OK
+    if not confirm(_("Write this calibration?"), yes):
+        print(_("nothing written"))
+        return EXIT_FAILURE
+    files.write(current, new, "span", {"points": [first["time"], second["time"]]}, time.time())
+    print(_("written: {path}").format(path=files.path))
+    _tell_daemon(config)
+    return EXIT_OK
 
 
 def _offset(config: Config, files: CalibrationFiles, staff_m: float, needed: int, yes: bool) -> int:
@@ -257,7 +323,9 @@ def _history_line(entry: dict) -> str:
         if new.get(name) != old.get(name)
     )
     who = f"{entry.get('time')}  {entry.get('user')}  {entry.get('action')}"
-    line = f"{who}  {changes or 'no change'}"
+    if entry.get("action") == "point":
+        changes = "(" + _("a point for span, no change yet") + ")"
+    line = f"{who}  {changes or _('no change')}"
     readings = entry.get("readings")
     if isinstance(readings, dict) and "staff_gauge_m" in entry:
         line += (
