@@ -18,6 +18,7 @@ from pathlib import Path
 from agent.config import Config
 from agent.errors import StatusUnavailable, UnreadableFile
 from agent.files import read_small_file
+from agent.i18n import N_, _
 
 log = logging.getLogger("gauge-agent")
 
@@ -57,9 +58,8 @@ def read_status(config: Config) -> dict:
         status = json.loads(read_small_file(path).decode("utf-8"))
     except UnreadableFile as error:
         if "no such file" in str(error):
-            raise StatusUnavailable(
-                f"no status at {path}: is the daemon running? (systemctl status gauge-agent)"
-            ) from None
+            message = _("no status at {path}: is the daemon running? (systemctl status {unit})")
+            raise StatusUnavailable(message.format(path=path, unit="gauge-agent")) from None
         raise StatusUnavailable(str(error)) from None
     except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
         raise StatusUnavailable(
@@ -106,25 +106,34 @@ def one_line(status: dict, now: float) -> str:
     rate = _number(status, "rate_m_per_h")
     siren = _table(status, "siren")
     faults = status.get("faults")
-    faults = ",".join(str(f) for f in faults) if isinstance(faults, list) and faults else "none"
+    faults = ",".join(str(f) for f in faults) if isinstance(faults, list) and faults else _("none")
     freshness = (
         ""
         if is_fresh(status, now)
         else (
-            "  [STOPPED]"
+            "  " + _("[STOPPED]")
             if status.get("running") is not True
-            else f"  [STALE {age_s(status, now):.0f} s]"
+            else "  " + _("[STALE {age:.0f} s]").format(age=age_s(status, now))
         )
     )
-    siren_text = _text(siren, "pattern") + (" (silenced)" if siren.get("silenced") is True else "")
-    return (
-        f"{_text(status, 'updated')}  {_text(status, 'station')}  level "
-        f"{'---' if level is None else f'{level:6.3f} m'}  rate "
-        f"{'---' if rate is None else f'{rate:+.3f} m/h'}  state"
-        f" {_text(status, 'state').upper()}  warning {_text(status, 'warning').upper()}"
-        f"  siren {siren_text}  faults {faults}{_maintenance_text(status)}"
-        f"{_upstream_text(status, now)}{freshness}"
+    siren_text = _text(siren, "pattern") + (
+        " " + _("(silenced)") if siren.get("silenced") is True else ""
     )
+    parts = [
+        _text(status, "updated"),
+        _text(status, "station"),
+        _("level {value}").format(value="---" if level is None else f"{level:6.3f} m"),
+        _("rate {value}").format(value="---" if rate is None else f"{rate:+.3f} m/h"),
+        _("state {value}").format(value=_text(status, "state").upper()),
+        _("warning {value}").format(value=_text(status, "warning").upper()),
+        _("siren {value}").format(value=siren_text),
+        _("faults {value}").format(value=faults),
+    ]
+    return "  ".join(parts) + f"{_maintenance_text(status)}{_upstream_text(status, now)}{freshness}"
+
+
+def _ago(seconds: float | None) -> str:
+    return _("never") if seconds is None else _("{seconds:.0f} s ago").format(seconds=seconds)
 
 
 def details_line(status: dict, now: float) -> str:
@@ -132,26 +141,34 @@ def details_line(status: dict, now: float) -> str:
     whether the clock is set, when the calibration was made, the queue and the last upload."""
     parts = []
     valid = _number(status, "last_valid_s_ago")
-    parts.append("last valid reading " + ("?" if valid is None else f"{valid:.0f} s ago"))
+    parts.append(_("last valid reading {age}").format(age="?" if valid is None else _ago(valid)))
     synchronised = status.get("clock_synchronised")
     if synchronised is True:
-        parts.append("clock synchronised")
+        parts.append(_("clock synchronised"))
     else:
-        parts.append("clock NOT synchronised" if synchronised is False else "clock unknown")
+        parts.append(_("clock NOT synchronised") if synchronised is False else _("clock unknown"))
     calibration = _table(status, "calibration")
     changed = calibration.get("changed")
-    parts.append(f"calibrated {changed}" if isinstance(changed, str) else "never calibrated")
+    parts.append(
+        _("calibrated {when}").format(when=changed)
+        if isinstance(changed, str)
+        else _("never calibrated")
+    )
     outbox = _table(status, "outbox")
-    counts = (("depth", "queue"), ("dropped", "dropped"), ("dead_lettered", "dead letters"))
+    counts = (
+        ("depth", N_("queue {count}")),
+        ("dropped", N_("dropped {count}")),
+        ("dead_lettered", N_("dead letters {count}")),
+    )
     for key, label in counts:
         value = _number(outbox, key)
-        parts.append(f"{label} {'?' if value is None else f'{value:.0f}'}")
+        parts.append(_(label).format(count="?" if value is None else f"{value:.0f}"))
     uplink = status.get("uplink")
     if isinstance(uplink, dict):
         last = _number(uplink, "last_upload")
-        parts.append("last upload " + ("never" if last is None else f"{now - last:.0f} s ago"))
+        parts.append(_("last upload {age}").format(age=_ago(None if last is None else now - last)))
     else:
-        parts.append("store only")
+        parts.append(_("store only"))
     return "  " + "  ".join(parts)
 
 
@@ -159,7 +176,7 @@ def _maintenance_text(status: dict) -> str:
     maintenance = status.get("maintenance")
     if not isinstance(maintenance, dict):
         return ""
-    return f"  MAINTENANCE until {_text(maintenance, 'until')}"
+    return "  " + _("MAINTENANCE until {until}").format(until=_text(maintenance, "until"))
 
 
 def _upstream_text(status: dict, now: float) -> str:
@@ -167,12 +184,14 @@ def _upstream_text(status: dict, now: float) -> str:
     depth = _number(outbox, "depth")
     if depth is None:
         return ""
-    text = f"  queue {depth + (_number(outbox, 'pending') or 0):.0f}"
+    text = "  " + _("queue {count}").format(
+        count=f"{depth + (_number(outbox, 'pending') or 0):.0f}"
+    )
     if status.get("uplink") is None:
-        return text + " (store only)"
+        return text + " " + _("(store only)")
     uplink = _table(status, "uplink")
     last = _number(uplink, "last_upload")
-    text += "  last upload " + ("never" if last is None else f"{now - last:.0f} s ago")
+    text += "  " + _("last upload {age}").format(age=_ago(None if last is None else now - last))
     error = uplink.get("last_error")
     return text + (f" ({error})" if isinstance(error, str) and error else "")
 
@@ -195,7 +214,7 @@ def show_status(config: Config, as_json: bool = False, watch: float | None = Non
             try:
                 latest = read_status(config)
             except StatusUnavailable as error:
-                print(f"waiting: {error}", file=sys.stderr)
+                print(_("waiting: {error}").format(error=error), file=sys.stderr)
                 time.sleep(watch)
                 continue
             if latest.get("updated_epoch") != last_seen:

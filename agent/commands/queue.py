@@ -22,7 +22,7 @@ from pathlib import Path
 from agent.commands.common import ask_daemon, load_or_default
 from agent.config import Config
 from agent.errors import EXIT_OK, GaugeError
-from agent.i18n import N_
+from agent.i18n import N_, _
 from agent.outbox import OUTBOX_FILE_NAME, SALVAGE_PREFIX
 from agent.units import format_utc
 
@@ -35,18 +35,18 @@ TABLES = (("events", "waiting"), ("readings", "waiting"), ("dead_letters", "dead
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path)
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-    actions.add_parser("status", help="how much waits, since when, and the dead letters")
-    export = actions.add_parser("export", help="write what waits (and the dead letters) as CSV")
+    actions.add_parser("status", help=_("how much waits, since when, and the dead letters"))
+    export = actions.add_parser("export", help=_("write what waits (and the dead letters) as CSV"))
     actions.add_parser(
         "retry-dead-letters",
-        help="send the records upstream refused again (after it was fixed); needs the daemon",
+        help=_("send the records upstream refused again (after it was fixed); needs the daemon"),
     )
     export.add_argument("--out", type=Path, required=True, metavar="FILE")
     export.add_argument(
         "--since",
         type=_since,
         metavar="TIME",
-        help="only records from then on (ISO 8601, e.g. 2026-11-01T00:00Z)",
+        help=_("only records from then on (ISO 8601, e.g. 2026-11-01T00:00Z)"),
     )
 
 
@@ -55,7 +55,9 @@ def _since(text: str) -> float:
 
     moment = parse_time(text)
     if moment is None:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a time (ISO 8601 or epoch seconds)")
+        raise argparse.ArgumentTypeError(
+            _("{text!r} is not a time (ISO 8601 or epoch seconds)").format(text=text)
+        )
     return moment
 
 
@@ -74,12 +76,18 @@ def _retry(config: Config) -> int:
     answer = ask_daemon(config, {"command": "retry-dead-letters"})
     if answer is None:
         raise GaugeError(
-            "no daemon running: start it (sudo systemctl start gauge-agent) and try again; it"
-            " sends what is queued, then the dead letters put back"
+            _(
+                "no daemon running: start it (sudo systemctl start gauge-agent) and try again;"
+                " it sends what is queued, then the dead letters put back"
+            )
         )
     if not answer.get("ok"):
-        raise GaugeError(f"the daemon says: {answer.get('error')}")
-    print(f"{answer.get('requeued')} dead letters are back in the queue and go upstream next")
+        raise GaugeError(_("the daemon says: {error}").format(error=answer.get("error")))
+    print(
+        _("{count} dead letters are back in the queue and go upstream next").format(
+            count=answer.get("requeued")
+        )
+    )
     return EXIT_OK
 
 
@@ -107,12 +115,16 @@ def _epoch(connection: sqlite3.Connection) -> str:
 
 def _status(config: Config, files: list[Path]) -> int:
     if not files:
-        print(f"no outbox in {config.storage.state_dir}: nothing has been stored yet")
+        print(
+            _("no outbox in {path}: nothing has been stored yet").format(
+                path=config.storage.state_dir
+            )
+        )
         return EXIT_OK
     for path in files:
         with closing(_open(path)) as connection:
             print(f"{path} (epoch {_epoch(connection)})")
-            for table, _ in TABLES:
+            for table, _queue in TABLES:
                 count, first, last = connection.execute(
                     f"SELECT COUNT(*), MIN(time), MAX(time) FROM {table}"
                 ).fetchone()
@@ -165,7 +177,9 @@ def _file_rows(path: Path, station: str, since: float | None) -> Iterator[dict]:
 
 def _export(config: Config, files: list[Path], out: Path, since: float | None) -> int:
     if not files:
-        raise GaugeError(f"no outbox in {config.storage.state_dir}: nothing to export")
+        raise GaugeError(
+            _("no outbox in {path}: nothing to export").format(path=config.storage.state_dir)
+        )
     records = list(_rows(files, config.station.id, since))
     columns = FIXED_COLUMNS + sorted(
         {key for record in records for key in record} - set(FIXED_COLUMNS)
@@ -188,8 +202,10 @@ def _export(config: Config, files: list[Path], out: Path, since: float | None) -
         for queue in ("waiting", "dead_letter")
     }
     print(
-        f"wrote {out}: {counts['waiting']} records waiting for upstream and"
-        f" {counts['dead_letter']} dead letters, from {len(files)} file(s); nothing deleted"
+        _(
+            "wrote {path}: {waiting} records waiting for upstream and {dead} dead letters,"
+            " from {files} file(s); nothing deleted"
+        ).format(path=out, waiting=counts["waiting"], dead=counts["dead_letter"], files=len(files))
     )
     return EXIT_OK
 

@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 from agent.commands.common import load_or_default
-from agent.i18n import N_
+from agent.i18n import N_, _
 
 NAME = "status"
 HELP = N_("what the running daemon last wrote")
@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--watch",
         type=_watch_period,
         metavar="SECONDS",
-        help="print a line each time the status changes, every SECONDS",
+        help=_("print a line each time the status changes, every SECONDS"),
     )
 
 
@@ -36,5 +36,7 @@ def _watch_period(text: str) -> float:
     except ValueError:
         seconds = math.nan
     if not 0.1 <= seconds <= 3600:  # also refuses nan and inf
-        raise argparse.ArgumentTypeError(f"{text!r} must be a number of seconds from 0.1 to 3600")
+        raise argparse.ArgumentTypeError(
+            _("{text!r} must be a number of seconds from 0.1 to 3600").format(text=text)
+        )
     return seconds
