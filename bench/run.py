@@ -154,7 +154,14 @@ def bench_outputs() -> None:
 
 
 def bench_storage(args) -> None:
-    from bench.storage import bench_dequeue, bench_drain, bench_enqueue, bench_reopen, upload_cost
+    from bench.storage import (
+        bench_dequeue,
+        bench_drain,
+        bench_enqueue,
+        bench_first_sample,
+        bench_reopen,
+        upload_cost,
+    )
 
     enqueue = bench_enqueue(1000)
     emit(
@@ -221,6 +228,16 @@ def bench_storage(args) -> None:
         rows=args.outbox_rows,
         target_ratio=10.0,
         queue_counted_after_ms=round(reopen["big_counted_ms"], 1),
+    )
+    first = bench_first_sample(args.outbox_rows)
+    emit(
+        "time_to_first_sample_ms_at_1M_rows",
+        first["big_ms"],
+        "ms",
+        "time_to_first_sample_ms_empty",
+        first["empty_ms"],
+        rows=args.outbox_rows,
+        target_ratio=1.2,
     )
     drain = bench_drain(20000)
     emit(

@@ -181,6 +181,51 @@ def bench_reopen(big_rows: int, rounds: int = 5) -> dict:
     }
 
 
+def bench_first_sample(big_rows: int, rounds: int = 3) -> dict:
+    """What a restart after a long outage costs the siren: from starting `gauge-agent run`
+    (the real process, simulated sensor, mock pins) to its first sample in the status file,
+    with `big_rows` queued against an empty outbox. Nothing between start and the first sample
+    may grow with the backlog (issue #13)."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    results = {}
+    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as directory:
+        for label, rows in (("empty", 0), ("big", big_rows)):
+            state = Path(directory) / label / "state"
+            runtime = Path(directory) / label / "run"
+            state.mkdir(parents=True)
+            _filled_outbox(state / "outbox.sqlite", rows)
+            config = Path(directory) / label / "config.toml"
+            config.write_text(
+                f'[storage]\nstate_dir = "{state}"\nruntime_dir = "{runtime}"\n'
+                "[sensor]\ninterval_s = 1.0\nalarm_interval_s = 1.0\n"
+            )
+            times = []
+            for _ in range(rounds):
+                (runtime / "status.json").unlink(missing_ok=True)
+                started = time.perf_counter()
+                process = subprocess.Popen(
+                    [sys.executable, "-m", "agent", "run", "--simulate", "--config", str(config)],
+                    cwd=root,
+                    stderr=subprocess.DEVNULL,
+                    env={**os.environ, "GPIOZERO_PIN_FACTORY": "mock"},
+                )
+                try:
+                    deadline = started + 120
+                    while not (runtime / "status.json").exists():
+                        if process.poll() is not None or time.perf_counter() > deadline:
+                            raise RuntimeError(f"the daemon did not sample ({label})")
+                        time.sleep(0.002)
+                    times.append(time.perf_counter() - started)
+                finally:
+                    process.terminate()
+                    process.wait(30)
+            results[label] = min(times) * 1000
+    return {"empty_ms": results["empty"], "big_ms": results["big"]}
+
+
 def bench_drain(count: int) -> dict:
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as directory:
         directory = Path(directory)
