@@ -124,6 +124,38 @@ def test_without_a_token_file_the_gauge_runs_and_stores_its_readings(gauge):
     assert "no upstream token is installed" in gauge.journal(UNIT)
 
 
+def test_a_technician_in_the_service_group_reads_through_the_control_socket(gauge):
+    """The sandboxed service makes its control socket where a technician in its group (and
+    no one else) can reach it: `read` gets the daemon's own samples, no second process opens
+    the sensor."""
+    for user in ("budi", "tamu"):
+        gauge.run("useradd", "--create-home", user, check=False)
+    gauge.run("usermod", "--append", "--groups", "gauge-agent", "budi")
+
+    def as_user(user: str, *command: str) -> subprocess.CompletedProcess:
+        return gauge.run(
+            "setpriv",
+            f"--reuid={user}",
+            f"--regid={user}",
+            "--init-groups",
+            "/usr/local/bin/gauge-agent",
+            *command,
+            check=False,
+            timeout=120,
+        )
+
+    technician = as_user("budi", "read", "--count", "2", "--json")
+    assert technician.returncode == 0, technician.stderr
+    samples = [json.loads(line) for line in technician.stdout.splitlines()]
+    assert len(samples) == 2 and all("level_m" in sample for sample in samples)
+    assert (
+        gauge.run("stat", "-c", "%U:%G %a", "/run/gauge-agent/control.sock").stdout.strip()
+        == "gauge-agent:gauge-agent 660"
+    )
+    stranger = as_user("tamu", "read", "--count", "1")
+    assert stranger.returncode == 1 and "permission denied" in stranger.stderr.lower()
+
+
 def test_a_stopped_main_process_is_killed_by_the_watchdog_and_takes_its_warning_up_again(gauge):
     wait_for(
         lambda: status(gauge).get("warning") == "awas", 60, "the simulated flood's awas", poll_s=0.3
