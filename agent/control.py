@@ -33,7 +33,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeGuard
 
 from agent import __version__
 from agent.i18n import N_
@@ -56,6 +56,11 @@ FEED_QUEUE = 16  # samples a slow reader may fall behind before it misses some
 
 Send = Callable[[dict], None]
 Handler = Callable[[dict, Send], None]
+
+
+def _whole(value: object, low: int, high: int) -> TypeGuard[int]:
+    """A JSON whole number from `low` to `high` (true and false are not numbers here)."""
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
 
 class RequestError(Exception):
@@ -100,8 +105,7 @@ def read_handler(feed: SampleFeed, sample_timeout_s: Callable[[], float]) -> Han
 
     def handle(request: dict, send: Send) -> None:
         count = request.get("count", 1)
-        whole = isinstance(count, int) and not isinstance(count, bool)
-        if not whole or not 1 <= count <= READ_MAX_COUNT:
+        if not _whole(count, 1, READ_MAX_COUNT):
             raise RequestError(f"count must be a whole number from 1 to {READ_MAX_COUNT}")
         reader = feed.subscribe()
         try:
@@ -149,11 +153,7 @@ def siren_test_handler(current_daemon: Callable[[], Daemon | None]) -> Handler:
             names = ", ".join(p.name for p in config.outputs.siren_patterns)
             raise RequestError(f"no siren pattern {pattern!r}; configured: {names}")
         seconds = request.get("seconds", SIREN_TEST_DEFAULT_S)
-        if (
-            not isinstance(seconds, int)
-            or isinstance(seconds, bool)
-            or not 1 <= seconds <= SIREN_TEST_MAX_S
-        ):
+        if not _whole(seconds, 1, SIREN_TEST_MAX_S):
             raise RequestError(f"seconds must be a whole number from 1 to {SIREN_TEST_MAX_S}")
         quiet = request.get("quiet") is True
         annunciator, clock = daemon.annunciator, daemon.clock
@@ -183,11 +183,7 @@ def maintenance_handler(set_minutes: Callable[[int], str | None]) -> Handler:
 
     def handle(request: dict, send: Send) -> None:
         minutes = request.get("minutes")
-        if (
-            not isinstance(minutes, int)
-            or isinstance(minutes, bool)
-            or not 0 <= minutes <= MAINTENANCE_MAX_MINUTES
-        ):
+        if not _whole(minutes, 0, MAINTENANCE_MAX_MINUTES):
             raise RequestError(
                 f"minutes must be a whole number from 0 (off) to {MAINTENANCE_MAX_MINUTES}"
             )

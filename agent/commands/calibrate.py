@@ -19,7 +19,13 @@ from agent.calibration import (
     offset_from_staff_gauge,
     span_from_points,
 )
-from agent.commands.common import ask_daemon, confirm, default_config_path, live_samples
+from agent.commands.common import (
+    ask_daemon,
+    confirm,
+    default_config_path,
+    live_samples,
+    whole_number,
+)
 from agent.config import CalibrationConfig, Config, load_config
 from agent.errors import EXIT_FAILURE, EXIT_OK, GaugeError
 from agent.i18n import N_, _
@@ -51,7 +57,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         )
         action.add_argument(
             "--readings",
-            type=_readings,
+            type=whole_number(
+                STABLE_READINGS,
+                1000,
+                _("{text!r} must be a whole number from {low} to {high}"),
+            ),
             default=STABLE_READINGS,
             metavar="N",
             help=_("stable readings to average (default {count})").format(count=STABLE_READINGS),
@@ -78,16 +88,6 @@ def _level(text: str) -> float:
             _("{text!r} must be a level in metres, e.g. 7.85").format(text=text)
         )
     return value
-
-
-def _readings(text: str) -> int:
-    if not text.isdigit() or not STABLE_READINGS <= int(text) <= 1000:
-        raise argparse.ArgumentTypeError(
-            _("{text!r} must be a whole number from {low} to 1000").format(
-                text=text, low=STABLE_READINGS
-            )
-        )
-    return int(text)
 
 
 def execute(args: argparse.Namespace) -> int:

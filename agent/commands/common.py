@@ -3,10 +3,11 @@ from the daemon or the sensor."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from agent import control
@@ -31,6 +32,18 @@ def load_or_default(path: Path | None) -> Config:
     if path is None and not default_config_path().exists():
         return Config()
     return load(path)
+
+
+def whole_number(low: int, high: int, message: str) -> Callable[[str], int]:
+    """An argparse type: a whole number from `low` to `high`, else `message` (translated,
+    with {text}, {low} and {high}) as the usage error."""
+
+    def parse(text: str) -> int:
+        if not text.isdigit() or not low <= int(text) <= high:
+            raise argparse.ArgumentTypeError(message.format(text=text, low=low, high=high))
+        return int(text)
+
+    return parse
 
 
 def confirm(question: str, yes: bool) -> bool:

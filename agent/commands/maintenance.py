@@ -8,7 +8,7 @@ import argparse
 from pathlib import Path
 
 from agent import control
-from agent.commands.common import ask_daemon, load_or_default
+from agent.commands.common import ask_daemon, load_or_default, whole_number
 from agent.errors import EXIT_OK, GaugeError
 from agent.i18n import N_, _
 
@@ -22,22 +22,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     on = actions.add_parser("on", help=_("start, for --minutes"))
     on.add_argument(
         "--minutes",
-        type=_minutes,
+        type=whole_number(
+            1,
+            control.MAINTENANCE_MAX_MINUTES,
+            _("{text!r} must be a whole number of minutes from {low} to {high}"),
+        ),
         required=True,
         metavar="N",
         help=_("1 to {max}; it ends by itself then").format(max=control.MAINTENANCE_MAX_MINUTES),
     )
     actions.add_parser("off", help=_("end it now"))
-
-
-def _minutes(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= control.MAINTENANCE_MAX_MINUTES:
-        raise argparse.ArgumentTypeError(
-            _("{text!r} must be a whole number of minutes from 1 to {max}").format(
-                text=text, max=control.MAINTENANCE_MAX_MINUTES
-            )
-        )
-    return int(text)
 
 
 def execute(args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from agent import control
-from agent.commands.common import live_samples, load_or_default
+from agent.commands.common import live_samples, load_or_default, whole_number
 from agent.errors import EXIT_OK
 from agent.i18n import N_, _
 from agent.stability import STABLE_READINGS, LevelStats
@@ -23,7 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path)
     parser.add_argument(
         "--count",
-        type=_count,
+        type=whole_number(
+            1, control.READ_MAX_COUNT, _("{text!r} must be a whole number from {low} to {high}")
+        ),
         default=STABLE_READINGS,
         metavar="N",
         help=_("how many samples (default {count}, enough to tell whether it is stable)").format(
@@ -31,14 +33,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         ),
     )
     parser.add_argument("--json", action="store_true", help=_("one JSON object per sample"))
-
-
-def _count(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= control.READ_MAX_COUNT:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} must be a whole number from 1 to {control.READ_MAX_COUNT}"
-        )
-    return int(text)
 
 
 def execute(args: argparse.Namespace) -> int:

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from agent import control
-from agent.commands.common import confirm, connect_to_daemon, load_or_default
+from agent.commands.common import confirm, connect_to_daemon, load_or_default, whole_number
 from agent.config import Config
 from agent.errors import EXIT_FAILURE, EXIT_OK, GaugeError
 from agent.i18n import N_, _
@@ -29,7 +29,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--seconds",
-        type=_seconds,
+        type=whole_number(
+            1,
+            control.SIREN_TEST_MAX_S,
+            _("{text!r} must be a whole number of seconds from {low} to {high}"),
+        ),
         default=control.SIREN_TEST_DEFAULT_S,
         metavar="N",
         help=_("1 to {max} (default {default})").format(
@@ -40,16 +44,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--quiet", action="store_true", help=_("the lamps only; the siren stays off")
     )
     parser.add_argument("--yes", action="store_true", help=_("do not ask"))
-
-
-def _seconds(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= control.SIREN_TEST_MAX_S:
-        raise argparse.ArgumentTypeError(
-            _("{text!r} must be a whole number of seconds from 1 to {max}").format(
-                text=text, max=control.SIREN_TEST_MAX_S
-            )
-        )
-    return int(text)
 
 
 def execute(args: argparse.Namespace) -> int:
