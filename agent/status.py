@@ -156,12 +156,11 @@ def details_line(status: dict, now: float) -> str:
     )
     outbox = _table(status, "outbox")
     counts = (
-        ("depth", N_("queue {count}")),
-        ("dropped", N_("dropped {count}")),
-        ("dead_lettered", N_("dead letters {count}")),
+        (_queued(outbox), N_("queue {count}")),
+        (_number(outbox, "dropped"), N_("dropped {count}")),
+        (_number(outbox, "dead_lettered"), N_("dead letters {count}")),
     )
-    for key, label in counts:
-        value = _number(outbox, key)
+    for value, label in counts:
         parts.append(_(label).format(count="?" if value is None else f"{value:.0f}"))
     uplink = status.get("uplink")
     if isinstance(uplink, dict):
@@ -179,14 +178,17 @@ def _maintenance_text(status: dict) -> str:
     return "  " + _("MAINTENANCE until {until}").format(until=_text(maintenance, "until"))
 
 
-def _upstream_text(status: dict, now: float) -> str:
-    outbox = _table(status, "outbox")
+def _queued(outbox: dict) -> float | None:
+    """Records waiting for upstream: in the file, and handed to the writer but not yet in it."""
     depth = _number(outbox, "depth")
-    if depth is None:
+    return None if depth is None else depth + (_number(outbox, "pending") or 0)
+
+
+def _upstream_text(status: dict, now: float) -> str:
+    queued = _queued(_table(status, "outbox"))
+    if queued is None:
         return ""
-    text = "  " + _("queue {count}").format(
-        count=f"{depth + (_number(outbox, 'pending') or 0):.0f}"
-    )
+    text = "  " + _("queue {count}").format(count=f"{queued:.0f}")
     if status.get("uplink") is None:
         return text + " " + _("(store only)")
     uplink = _table(status, "uplink")

@@ -130,6 +130,10 @@ def test_the_details_line_answers_the_technicians_first_questions():
         "  last valid reading 4 s ago  clock NOT synchronised  calibrated 2026-11-30 by budi"
         "  queue 40  dropped 0  dead letters 2  last upload 31 s ago"
     )
+    # The same queue as the first line: what is in the file and what waits to go in.
+    with_pending = {**status, "outbox": {"depth": 40, "pending": 2, "dropped": 0}}
+    assert "  queue 42" in one_line(with_pending, 1001.0)
+    assert "  queue 42  dropped 0" in details_line(with_pending, 1001.0)
     assert details_line(BASE, 1001.0) == (
         "  last valid reading ? s ago  clock unknown  never calibrated  queue ?  dropped ?"
         "  dead letters ?  store only"
