@@ -145,6 +145,7 @@ class Daemon:
         self.maintenance_until: float | None = None
         # When and by whom the calibration in use was set (calibration-history.jsonl), if known.
         self.calibration_set: str | None = None
+        self._calibration_values = asdict(config.calibration)  # for the status, once
         self._maintenance_reported = False
         self.control = control
         self._restore_warning()
@@ -409,7 +410,7 @@ class Daemon:
             "faults": self.all_faults(),
             "last_valid_s_ago": round(now - self.engine.faults.last_valid_t, 1),
             "clock_synchronised": self.clock_synchronised(),
-            "calibration": {**asdict(self.config.calibration), "changed": self.calibration_set},
+            "calibration": {**self._calibration_values, "changed": self.calibration_set},
             "maintenance": self._maintenance_status(now),
             "siren": {
                 "pattern": engine.siren_pattern,
