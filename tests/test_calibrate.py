@@ -120,6 +120,15 @@ def world_config(tmp_path, noise_m: float = 0.002) -> str:
     return calm_config(tmp_path, noise_m, calibrated_elevation_m=10.30)
 
 
+def wait_for_level(tmp_path, level_m: float) -> None:
+    """Until the running daemon's status shows `level_m` (within 1 cm)."""
+    wait_for(
+        lambda: daemon_status(tmp_path).get("level_m") == pytest.approx(level_m, abs=0.01),
+        20,
+        f"the daemon to show {level_m:.2f} m",
+    )
+
+
 def calibrated_elevation(tmp_path) -> float:
     return tomllib.loads((tmp_path / "calibration.toml").read_text())["calibration"][
         "sensor_elevation_m"
@@ -168,22 +177,13 @@ def test_readings_that_do_not_settle_are_refused_and_nothing_is_written(tmp_path
 @pytest.mark.slow
 def test_the_running_daemon_takes_the_calibration_without_a_restart_and_tells_upstream(tmp_path):
     config = world_config(tmp_path)
-    env = {**os.environ, "GPIOZERO_PIN_FACTORY": "mock"}
-    with running_daemon(tmp_path / "config.toml", env=env) as process:
-        wait_for(
-            lambda: daemon_status(tmp_path).get("level_m") == pytest.approx(6.80, abs=0.01),
-            20,
-            "the daemon to show 6.80 m",
-        )
+    with running_daemon(tmp_path / "config.toml") as process:
+        wait_for_level(tmp_path, 6.80)
         pid = daemon_status(tmp_path)["pid"]
         done = run_cli("calibrate", "--config", config, "offset", "--staff-gauge", "6.90", "--yes")
         assert done.returncode == 0, done.stderr
         assert "the running daemon is applying it now" in done.stdout
-        wait_for(
-            lambda: daemon_status(tmp_path).get("level_m") == pytest.approx(6.90, abs=0.01),
-            20,
-            "the daemon to show 6.90 m",
-        )
+        wait_for_level(tmp_path, 6.90)
         assert daemon_status(tmp_path)["pid"] == pid  # no restart
         shown = run_cli("status", "--config", config)
         details = r"\n  last valid reading \d+ s ago  clock .*  calibrated 20\d\d-\d\d-\d\d by "
@@ -205,13 +205,8 @@ def test_a_commissioning_session_in_a_real_terminal(tmp_path):
     import pty
 
     config = world_config(tmp_path)
-    env = {**os.environ, "GPIOZERO_PIN_FACTORY": "mock"}
-    with running_daemon(tmp_path / "config.toml", env=env) as daemon:
-        wait_for(
-            lambda: daemon_status(tmp_path).get("level_m") == pytest.approx(6.80, abs=0.01),
-            20,
-            "the daemon to show 6.80 m",
-        )
+    with running_daemon(tmp_path / "config.toml") as daemon:
+        wait_for_level(tmp_path, 6.80)
         controller, terminal = pty.openpty()
         session = subprocess.Popen(
             [
@@ -229,7 +224,6 @@ def test_a_commissioning_session_in_a_real_terminal(tmp_path):
             stdout=terminal,
             stderr=terminal,
             cwd=ROOT,
-            env=env,
             start_new_session=True,
         )
         os.close(terminal)
@@ -251,11 +245,7 @@ def test_a_commissioning_session_in_a_real_terminal(tmp_path):
         text = screen.decode(errors="replace")
         assert session.returncode == 0, text
         assert "the running daemon is applying it now" in text
-        wait_for(
-            lambda: daemon_status(tmp_path).get("level_m") == pytest.approx(6.90, abs=0.01),
-            20,
-            "the daemon to show 6.90 m",
-        )
+        wait_for_level(tmp_path, 6.90)
         daemon.terminate()
         daemon.communicate(timeout=10)
 

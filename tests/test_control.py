@@ -4,7 +4,6 @@ command line, a running simulated daemon, and the simulated sensor opened by the
 from __future__ import annotations
 
 import json
-import os
 import queue
 import socket
 import sqlite3
@@ -195,8 +194,7 @@ def test_maintenance_on_and_off_through_the_running_daemon(tmp_path):
     assert without.returncode == 1 and "no daemon running" in without.stderr
     bad = run_cli("maintenance", "--config", config, "on", "--minutes", "0")
     assert bad.returncode == 2 and "from 1 to 720" in bad.stderr
-    env = {**os.environ, "GPIOZERO_PIN_FACTORY": "mock"}
-    with running_daemon(tmp_path / "config.toml", env=env) as process:
+    with running_daemon(tmp_path / "config.toml") as process:
         wait_for(lambda: daemon_status(tmp_path).get("samples"), 20, "the first sample")
         on = run_cli("maintenance", "--config", config, "on", "--minutes", "5")
         assert on.returncode == 0 and "maintenance on until" in on.stdout, on.stderr

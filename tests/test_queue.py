@@ -4,7 +4,6 @@ to CSV with the upstream format's columns, nothing deleted."""
 from __future__ import annotations
 
 import csv
-import os
 
 import pytest
 
@@ -100,8 +99,7 @@ def test_nothing_stored_yet_is_said_plainly(tmp_path):
 @pytest.mark.slow
 def test_export_beside_a_running_daemon_that_keeps_sampling(tmp_path):
     config = calm_config(tmp_path)
-    env = {**os.environ, "GPIOZERO_PIN_FACTORY": "mock"}
-    with running_daemon(tmp_path / "config.toml", env=env) as daemon:
+    with running_daemon(tmp_path / "config.toml") as daemon:
         wait_for(lambda: (daemon_status(tmp_path).get("samples") or 0) >= 5, 20, "samples")
         out = tmp_path / "export.csv"
         result = run_cli("queue", "--config", config, "export", "--out", str(out))
@@ -135,8 +133,7 @@ def test_retry_dead_letters_through_the_running_daemon(tmp_path):
     stored_outbox(tmp_path).close()  # a dead letter from before, on the card
     refused = run_cli("queue", "--config", config, "retry-dead-letters")
     assert refused.returncode == 1 and "no daemon running" in refused.stderr
-    env = {**os.environ, "GPIOZERO_PIN_FACTORY": "mock"}
-    with running_daemon(tmp_path / "config.toml", env=env) as daemon:
+    with running_daemon(tmp_path / "config.toml") as daemon:
         wait_for(lambda: daemon_status(tmp_path).get("samples"), 20, "the first sample")
         wait_for(
             lambda: (daemon_status(tmp_path).get("outbox") or {}).get("depth") is not None,

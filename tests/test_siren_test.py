@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess
@@ -20,7 +19,6 @@ from agent.control import RequestError, siren_test_handler
 from tests.conftest import ROOT, calm_config, config_from, run_cli, running_daemon, wait_for
 
 CONFIG = config_from({})
-MOCK = {**os.environ, "GPIOZERO_PIN_FACTORY": "mock"}
 
 
 def fake_daemon() -> SimpleNamespace:
@@ -104,7 +102,7 @@ def test_through_the_running_daemon_with_a_killed_client_and_events_upstream(tmp
     declined = run_cli("siren-test", "--config", config, input="n\n")
     assert declined.returncode == 1 and "nothing sounded" in declined.stdout
     assert "The siren will sound 'continuous' (continuously) for 10 s" in declined.stdout
-    with running_daemon(tmp_path / "config.toml", env=MOCK) as daemon:
+    with running_daemon(tmp_path / "config.toml") as daemon:
         wait_for(lambda: (tmp_path / "run" / "control.sock").exists(), 20, "the daemon")
         short = run_cli("siren-test", "--config", config, "--seconds", "1", "--yes")
         assert short.returncode == 0, short.stderr
