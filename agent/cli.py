@@ -24,7 +24,12 @@ def _parser(commands: dict) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gauge-agent", description=_("Flood early-warning water-level gauge agent.")
     )
-    parser.add_argument("--version", action="version", version=f"gauge-agent {__version__}")
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"gauge-agent {__version__}",
+        help=_("show the version and exit"),
+    )
     parser.add_argument(
         "--lang",
         choices=LANGUAGES,

@@ -23,7 +23,12 @@ class ConfigError(GaugeError):
 
 class UnreadableFile(GaugeError):
     """A file a person gave the agent cannot be read: missing, not permitted, a directory, a
-    FIFO or device, too large. The message names the path and the reason."""
+    FIFO or device, too large. The message names the path and the reason; `missing` says the
+    file does not exist (a caller may add a hint; the message itself is translated)."""
+
+    def __init__(self, message: str, *, missing: bool = False):
+        super().__init__(message)
+        self.missing = missing
 
 
 class InstallationError(GaugeError):

@@ -14,6 +14,7 @@ import stat
 from pathlib import Path
 
 from agent.errors import UnreadableFile
+from agent.i18n import _
 
 # Configuration, calibration, token and status files are a few KiB; a megabyte is a mistake.
 SMALL_FILE_LIMIT = 1024 * 1024
@@ -24,19 +25,25 @@ def open_regular(path: str | os.PathLike) -> int:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
-        raise UnreadableFile(f"{path}: no such file") from None
+        raise UnreadableFile(_("{path}: no such file").format(path=path), missing=True) from None
     except PermissionError:
-        raise UnreadableFile(f"{path}: not readable by this user (check its permissions)") from None
+        raise UnreadableFile(
+            _("{path}: not readable by this user (check its permissions)").format(path=path)
+        ) from None
     except (OSError, ValueError) as error:  # ValueError: a NUL in the path
-        raise UnreadableFile(f"{path}: cannot be opened ({_reason(error)})") from None
+        raise UnreadableFile(
+            _("{path}: cannot be opened ({reason})").format(path=path, reason=_reason(error))
+        ) from None
     try:
         mode = os.fstat(fd).st_mode
         if stat.S_ISDIR(mode):
-            raise UnreadableFile(f"{path}: is a directory, not a file")
+            raise UnreadableFile(_("{path}: is a directory, not a file").format(path=path))
         if not stat.S_ISREG(mode):
             raise UnreadableFile(
-                f"{path}: is not a regular file (a FIFO, a device or a"
-                " socket); give the path of a file"
+                _(
+                    "{path}: is not a regular file (a FIFO, a device or a socket);"
+                    " give the path of a file"
+                ).format(path=path)
             )
         os.set_blocking(fd, True)
     except BaseException:
@@ -52,12 +59,16 @@ def read_small_file(path: str | os.PathLike, limit: int = SMALL_FILE_LIMIT) -> b
         with os.fdopen(fd, "rb", closefd=False) as handle:
             data = handle.read(limit + 1)
     except OSError as error:
-        raise UnreadableFile(f"{path}: cannot be read ({_reason(error)})") from None
+        raise UnreadableFile(
+            _("{path}: cannot be read ({reason})").format(path=path, reason=_reason(error))
+        ) from None
     finally:
         os.close(fd)
     if len(data) > limit:
         raise UnreadableFile(
-            f"{path}: larger than {limit // 1024} KiB; this is not the file it should be"
+            _("{path}: larger than {size} KiB; this is not the file it should be").format(
+                path=path, size=limit // 1024
+            )
         )
     return data
 

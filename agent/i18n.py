@@ -14,6 +14,7 @@ defined before the language is known (a command's HELP), and `_()` it when shown
 
 from __future__ import annotations
 
+import argparse
 import ast
 import gettext
 import struct
@@ -33,6 +34,9 @@ def use_language(language: str | None) -> None:
     _translation = gettext.translation(
         DOMAIN, LOCALE_DIR, languages=[language] if language else None, fallback=True
     )
+    # argparse's own words ("usage:", "options", its errors) come through the module-level
+    # gettext it imported as `_`; pointed at this catalogue, --help is in one language.
+    argparse._ = _  # type: ignore[attr-defined]
 
 
 def _(message: str) -> str:
@@ -42,6 +46,30 @@ def _(message: str) -> str:
 def N_(message: str) -> str:
     """Marks a message for the catalogue without translating it yet."""
     return message
+
+
+# What argparse says to a person, in its own words (Python 3.11-3.13): translated here because
+# they frame every --help and every usage error. Its messages for mistakes in our own parser
+# definitions are left out: no user meets them.
+ARGPARSE_MESSAGES = (
+    N_("usage: "),
+    N_("positional arguments"),
+    N_("options"),
+    N_("show this help message and exit"),
+    N_("%(prog)s: error: %(message)s\n"),
+    N_("argument %(argument_name)s: %(message)s"),
+    N_("the following arguments are required: %s"),
+    N_("unrecognized arguments: %s"),
+    N_("invalid choice: %(value)r (choose from %(choices)s)"),
+    N_("invalid %(type)s value: %(value)r"),
+    N_("expected one argument"),
+    N_("expected at most one argument"),
+    N_("expected at least one argument"),
+    N_("ambiguous option: %(option)s could match %(matches)s"),
+    N_("not allowed with argument %s"),
+    N_("one of the arguments %s is required"),
+    N_("ignored explicit argument %r"),
+)
 
 
 # -- the catalogue: .po in, .mo out (what msgfmt does, for the few features used here) --------

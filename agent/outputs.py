@@ -18,6 +18,7 @@ from gpiozero.pins import Factory
 from agent.annunciator import Frame
 from agent.config import OutputsConfig
 from agent.errors import InstallationError
+from agent.i18n import _
 
 log = logging.getLogger(__name__)
 OUTPUT_NAMES = ("siren", "green", "amber", "red")  # Frame order
@@ -44,10 +45,12 @@ class GpioOutputs:
             except (BadPinFactory, ImportError, NotImplementedError) as error:
                 reasons = "; ".join(str(w.message) for w in fallbacks) or str(error)
                 raise InstallationError(
-                    f"no GPIO back-end for the siren and lamps ({reasons}). On Raspberry Pi OS:"
-                    " sudo apt install python3-lgpio, in a venv made with"
-                    " --system-site-packages (scripts/install does both); gpiozero must be"
-                    " able to read /proc/cpuinfo and /proc/device-tree"
+                    _(
+                        "no GPIO back-end for the siren and lamps ({reasons}). On Raspberry Pi"
+                        " OS: sudo apt install python3-lgpio, in a venv made with"
+                        " --system-site-packages (scripts/install does both); gpiozero must be"
+                        " able to read /proc/cpuinfo and /proc/device-tree"
+                    ).format(reasons=reasons)
                 ) from None
         self.green = LED(outputs.green_led_pin, pin_factory=pin_factory)
         self.amber = LED(outputs.amber_led_pin, pin_factory=pin_factory)

@@ -25,6 +25,7 @@ from agent.alarm import AlarmEngine, Event
 from agent.config import Config
 from agent.errors import ReplayInputError, UnreadableFile
 from agent.files import open_regular
+from agent.i18n import _
 from agent.pipeline import (
     ACQUIRING,
     FALSE_ECHO,
@@ -73,32 +74,62 @@ class ReplayCounts:
     false_echoes: list[str] = field(default_factory=list)  # learned, in words
 
     def summary(self) -> str:
+        """One line for a person (stderr, translated); the events on stdout are the record."""
         span = (
-            f"{format_utc(self.first_time)} to {format_utc(self.last_time)}"
+            _("{first} to {last}").format(
+                first=format_utc(self.first_time), last=format_utc(self.last_time)
+            )
             if self.first_time is not None and self.last_time is not None
-            else "no samples"
+            else _("no samples")
         )
         peak = (
-            f"peak {self.peak_m:.3f} m at {format_utc(self.peak_time)}"
+            _("peak {level} m at {time}").format(
+                level=f"{self.peak_m:.3f}", time=format_utc(self.peak_time)
+            )
             if self.peak_m is not None and self.peak_time is not None
-            else "no accepted level"
+            else _("no accepted level")
         )
         states = ", ".join(
-            f"{name} {seconds / 3600:.1f} h"
+            _("{state} {hours} h").format(state=name, hours=f"{seconds / 3600:.1f}")
             for name, seconds in self.time_in_state.items()
             if seconds > 0
         )
-        echoes = "; false echoes: " + ", ".join(self.false_echoes) if self.false_echoes else ""
+        echoes = (
+            "; " + _("false echoes: {echoes}").format(echoes=", ".join(self.false_echoes))
+            if self.false_echoes
+            else ""
+        )
         return (
-            f"replay: {self.rows} rows, {self.samples} samples ({self.accepted} accepted,"
-            f" {self.acquiring} acquiring, {self.no_reading} no reading,"
-            f" {self.implausible} implausible, {self.false_echo} false echo,"
-            f" {self.unconfirmed} unconfirmed, {self.withdrawn} withdrawn);"
-            f" skipped {self.blank} blank, {self.filtered_out} filtered out,"
-            f" {self.malformed} malformed, {self.bad_time} bad time,"
-            f" {self.out_of_order} out of order, {self.duplicate_time} duplicate time;"
-            f" {span}; {peak}; {self.events} events; siren on {self.siren_on_s / 3600:.2f} h;"
-            f" {states or 'no time in any state'}{echoes}"
+            _(
+                "replay: {rows} rows, {samples} samples ({accepted} accepted,"
+                " {acquiring} acquiring, {no_reading} no reading, {implausible} implausible,"
+                " {false_echo} false echo, {unconfirmed} unconfirmed, {withdrawn} withdrawn);"
+                " skipped {blank} blank, {filtered_out} filtered out, {malformed} malformed,"
+                " {bad_time} bad time, {out_of_order} out of order, {duplicate_time} duplicate"
+                " time; {span}; {peak}; {events} events; siren on {siren_h} h; {states}"
+            ).format(
+                rows=self.rows,
+                samples=self.samples,
+                accepted=self.accepted,
+                acquiring=self.acquiring,
+                no_reading=self.no_reading,
+                implausible=self.implausible,
+                false_echo=self.false_echo,
+                unconfirmed=self.unconfirmed,
+                withdrawn=self.withdrawn,
+                blank=self.blank,
+                filtered_out=self.filtered_out,
+                malformed=self.malformed,
+                bad_time=self.bad_time,
+                out_of_order=self.out_of_order,
+                duplicate_time=self.duplicate_time,
+                span=span,
+                peak=peak,
+                events=self.events,
+                siren_h=f"{self.siren_on_s / 3600:.2f}",
+                states=states or _("no time in any state"),
+            )
+            + echoes
         )
 
 
@@ -172,8 +203,10 @@ def _open_text(path: Path) -> IO[str]:
     if handle.peek(2)[:2] in (b"\xff\xfe", b"\xfe\xff"):
         handle.close()
         raise ReplayInputError(
-            f'{path}: is UTF-16 text (Excel\'s "Unicode Text"); save it as'
-            ' "CSV UTF-8" and replay that'
+            _(
+                '{path}: is UTF-16 text (Excel\'s "Unicode Text"); save it as "CSV UTF-8" and'
+                " replay that"
+            ).format(path=path)
         )
     return io.TextIOWrapper(handle, encoding="utf-8-sig", errors="replace", newline="")
 
@@ -191,10 +224,16 @@ def _csv_rows(handle: IO[str], path: Path, counts: ReplayCounts) -> Iterator[lis
             counts.rows += 1
             counts.malformed += 1
         except OSError as error:
-            raise ReplayInputError(f"{path}: cannot be read ({error.strerror or error})") from None
+            raise ReplayInputError(
+                _("{path}: cannot be read ({reason})").format(
+                    path=path, reason=error.strerror or error
+                )
+            ) from None
 
 
-def _column(header: list[str], name: str, what: str, path: Path) -> int:
+def _column(header: list[str], name: str, option: str, path: Path) -> int:
+    """The index of column `name`, or an error naming the option (`--time-column`...) that
+    chose it."""
     try:
         return header.index(name)
     except ValueError:
@@ -202,8 +241,9 @@ def _column(header: list[str], name: str, what: str, path: Path) -> int:
         if len(columns) > 200:  # a binary file's "header": one line, not a screenful
             columns = columns[:200] + ", ..."
         raise ReplayInputError(
-            f"{path}: no column {name!r} for the {what} (columns: {columns};"
-            f" choose one with --{what}-column)"
+            _("{path}: no column {name} (columns: {columns}); choose one with {option}").format(
+                path=path, name=repr(name), columns=columns, option=option
+            )
         ) from None
 
 
@@ -227,12 +267,15 @@ class Replay:
             reader = _csv_rows(handle, path, counts)
             header = next(reader, None)
             if header is None:
-                raise ReplayInputError(f"{path}: empty file (a header row is needed)")
+                raise ReplayInputError(
+                    _("{path}: empty file (a header row is needed)").format(path=path)
+                )
             header = [name.strip() for name in header]
-            time_index = _column(header, options.time_column, "time", path)
-            value_index = _column(header, options.value_column, "value", path)
+            time_index = _column(header, options.time_column, "--time-column", path)
+            value_index = _column(header, options.value_column, "--value-column", path)
             filters = [
-                (_column(header, column, "where", path), wanted) for column, wanted in options.where
+                (_column(header, column, "--where", path), wanted)
+                for column, wanted in options.where
             ]
             width = len(header)
             last_time: float | None = None
@@ -316,13 +359,17 @@ class Replay:
         return counts
 
     def _describe_echo(self, echo) -> str:
-        where = f"level {echo.level_m:.3f} m"
+        where = _("level {level} m").format(level=f"{echo.level_m:.3f}")
         validity = self.pipeline.validity
         if validity.is_distance:
             distance = (validity.elevation_m - echo.level_m) / validity.unit_to_m
             digits = {"m": 3, "cm": 1, "mm": 0, "ft": 2}.get(self.options.unit, 3)
-            where = f"{distance:.{digits}f} {self.options.unit} from the sensor ({where})"
-        return f"{where} seen {echo.episodes} times, longest {echo.longest_s / 3600:.1f} h"
+            where = _("{distance} {unit} from the sensor ({level})").format(
+                distance=f"{distance:.{digits}f}", unit=self.options.unit, level=where
+            )
+        return _("{where} seen {count} times, longest {hours} h").format(
+            where=where, count=echo.episodes, hours=f"{echo.longest_s / 3600:.1f}"
+        )
 
     def _count(self, measurement: Measurement) -> None:
         counts = self.counts
@@ -408,7 +455,8 @@ def run_replay(
 
     def progress(counts: ReplayCounts) -> None:
         at = format_utc(counts.last_time) if counts.last_time is not None else "-"
-        err.write(f"\rreplay: {counts.samples} samples, at {at}, {counts.events} events")
+        line = _("replay: {samples} samples, at {time}, {events} events")
+        err.write("\r" + line.format(samples=counts.samples, time=at, events=counts.events))
         err.flush()
 
     def emit(event: Event) -> None:
@@ -424,5 +472,5 @@ def run_replay(
         from agent.plot import plot_replay  # matplotlib only when a plot is asked for
 
         plot_replay(plot_path, config, replay.trace, counts, title=f"{path.name}")
-        err.write(f"replay: plot written to {plot_path}\n")
+        err.write(_("replay: plot written to {path}").format(path=plot_path) + "\n")
     return counts

@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 from agent.errors import GaugeError
+from agent.i18n import _
 
 log = logging.getLogger("gauge-agent")
 
@@ -49,9 +50,11 @@ class StateLock:
             holder = os.read(fd, 32).decode("ascii", errors="replace").strip() or "?"
             os.close(fd)
             raise StateDirectoryBusy(
-                f"another gauge-agent (pid {holder}) is running on {self.path.parent}; stop it"
-                " first (sudo systemctl stop gauge-agent), or give this one another"
-                " storage.state_dir"
+                _(
+                    "another gauge-agent (pid {pid}) is running on {directory}; stop it first"
+                    " (sudo systemctl stop gauge-agent), or give this one another"
+                    " storage.state_dir"
+                ).format(pid=holder, directory=self.path.parent)
             ) from None
         self.fd = fd
         try:

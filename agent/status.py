@@ -57,17 +57,21 @@ def read_status(config: Config) -> dict:
     try:
         status = json.loads(read_small_file(path).decode("utf-8"))
     except UnreadableFile as error:
-        if "no such file" in str(error):
+        if error.missing:
             message = _("no status at {path}: is the daemon running? (systemctl status {unit})")
             raise StatusUnavailable(message.format(path=path, unit="gauge-agent")) from None
         raise StatusUnavailable(str(error)) from None
     except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
         raise StatusUnavailable(
-            f"{path} is damaged ({str(error)[:100]}); the daemon rewrites it every sample"
+            _("{path} is damaged ({reason}); the daemon rewrites it every sample").format(
+                path=path, reason=str(error)[:100]
+            )
         ) from None
     if not isinstance(status, dict):
         raise StatusUnavailable(
-            f"{path} is damaged (not a JSON object); the daemon rewrites it every sample"
+            _("{path} is damaged ({reason}); the daemon rewrites it every sample").format(
+                path=path, reason=_("not a JSON object")
+            )
         )
     return status
 

@@ -317,9 +317,9 @@ def test_missing_column_names_the_columns_there_are(tmp_path):
     result = run_cli("replay", str(path), "--time-column", "timestamp")
     assert result.returncode == 1
     assert result.stderr.strip() == (
-        f"gauge-agent: {path}: no column 'level' for the value"
-        " (columns: 'timestamp', 'stage'; choose one with"
-        " --value-column)"
+        f"gauge-agent: {path}: no column 'level'"
+        " (columns: 'timestamp', 'stage'); choose one with"
+        " --value-column"
     )
 
 

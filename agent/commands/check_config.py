@@ -7,16 +7,20 @@ import sys
 from pathlib import Path
 
 from agent.commands.common import load
-from agent.config import to_toml
+from agent.config import DEFAULT_CONFIG_PATH, to_toml
 from agent.errors import EXIT_OK
-from agent.i18n import N_
+from agent.i18n import N_, _
 
 NAME = "check-config"
 HELP = N_("validate and print the configuration")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path)
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help=_("configuration file (default: {path})").format(path=DEFAULT_CONFIG_PATH),
+    )
 
 
 def execute(args: argparse.Namespace) -> int:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from agent.config import load_config
 from agent.errors import EXIT_OK, EXIT_USAGE
-from agent.i18n import N_
+from agent.i18n import N_, _
 from agent.units import UNIT_TO_M, VALUE_KINDS
 
 NAME = "replay"
@@ -17,19 +17,28 @@ HELP = N_("run a recording through the pipeline")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("csv", type=Path, metavar="CSV")
-    parser.add_argument("--config", type=Path, help="configuration (default: embedded default)")
-    parser.add_argument("--time-column", default="time")
-    parser.add_argument("--value-column", default="level")
-    parser.add_argument("--value-kind", choices=VALUE_KINDS, default="level")
+    parser.add_argument("--config", type=Path, help=_("configuration (default: embedded default)"))
     parser.add_argument(
-        "--unit", choices=sorted(UNIT_TO_M), default="m", help="unit of the value column"
+        "--time-column", default="time", help=_("column of the times (default: %(default)s)")
+    )
+    parser.add_argument(
+        "--value-column", default="level", help=_("column of the values (default: %(default)s)")
+    )
+    parser.add_argument(
+        "--value-kind",
+        choices=VALUE_KINDS,
+        default="level",
+        help=_("what the values are (default: %(default)s)"),
+    )
+    parser.add_argument(
+        "--unit", choices=sorted(UNIT_TO_M), default="m", help=_("unit of the value column")
     )
     parser.add_argument(
         "--where",
         action="append",
         default=[],
         metavar="COL=VALUE",
-        help="keep only rows where COL equals VALUE (repeatable)",
+        help=_("keep only rows where COL equals VALUE (repeatable)"),
     )
     parser.add_argument(
         "--set",
@@ -37,9 +46,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="KEY=VALUE",
         dest="overrides",
-        help="override one config key, TOML value (repeatable)",
+        help=_("override one config key, TOML value (repeatable)"),
     )
-    parser.add_argument("--plot", type=Path, metavar="OUT.png")
+    parser.add_argument(
+        "--plot", type=Path, metavar="OUT.png", help=_("also draw the levels and warnings")
+    )
 
 
 def execute(args: argparse.Namespace) -> int:
@@ -49,9 +60,8 @@ def execute(args: argparse.Namespace) -> int:
     for item in args.where:
         column, sep, value = item.partition("=")
         if not sep or not column:
-            print(
-                f"gauge-agent replay: --where {item!r} must look like COLUMN=VALUE", file=sys.stderr
-            )
+            message = _("--where {value} must look like COLUMN=VALUE").format(value=repr(item))
+            print(f"gauge-agent replay: {message}", file=sys.stderr)
             return EXIT_USAGE
         where.append((column.strip(), value.strip()))
     config = load_config(args.config, args.overrides)

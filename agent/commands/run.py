@@ -8,7 +8,7 @@ from pathlib import Path
 
 from agent.commands.common import default_config_path
 from agent.config import DEFAULT_CONFIG_PATH, Config, load_config
-from agent.i18n import N_
+from agent.i18n import N_, _
 
 NAME = "run"
 HELP = N_("run the gauge daemon")
@@ -18,13 +18,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config",
         type=Path,
-        help=f"configuration file (default"
-        f" {DEFAULT_CONFIG_PATH}; with --simulate, the embedded default)",
+        help=_("configuration file (default {path}; with --simulate, the embedded default)").format(
+            path=DEFAULT_CONFIG_PATH
+        ),
     )
     parser.add_argument(
         "--simulate",
         action="store_true",
-        help="simulated sensor and gpiozero mock pins: runs on any machine",
+        help=_("simulated sensor and gpiozero mock pins: runs on any machine"),
     )
 
 

@@ -26,6 +26,7 @@ from agent.config.schema import (
 )
 from agent.errors import ConfigError, UnreadableFile
 from agent.files import is_regular_file, read_small_file
+from agent.i18n import _
 
 
 def load_config(
@@ -63,14 +64,20 @@ def load_config(
 def _merge_calibration(data: dict, calibration: dict, path: Path, problems: list[str]) -> None:
     for key in sorted(set(calibration) - {"calibration"}):
         problems.append(
-            f"{path}: [{key}] does not belong in a calibration file (only [calibration])"
+            f"{path}: "
+            + _("[{table}] does not belong in a calibration file (only [calibration])").format(
+                table=key
+            )
         )
     section = calibration.get("calibration")
     if section is None:
         return
     if not isinstance(section, dict):
         problems.append(
-            f"{path}: calibration must be a table ([calibration]), not {_show(section)}"
+            f"{path}: "
+            + _("calibration must be a table ([calibration]), not {value}").format(
+                value=_show(section)
+            )
         )
         return
     merged = data.get("calibration")
@@ -99,8 +106,8 @@ def _read_toml(path: Path, problems: list[str]) -> dict:
         raw = read_small_file(path)
     except UnreadableFile as error:
         hint = (
-            " (pass --config PATH, or create it from the config.toml template)"
-            if "no such file" in str(error)
+            " " + _("(pass --config PATH, or create it from the config.toml template)")
+            if error.missing
             else ""
         )
         problems.append(f"{error}{hint}")
@@ -110,14 +117,17 @@ def _read_toml(path: Path, problems: list[str]) -> dict:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         line = raw[: error.start].count(b"\n") + 1
-        problems.append(f"{path}: line {line}: not UTF-8 text (save the file as UTF-8)")
+        problems.append(
+            f"{path}: "
+            + _("line {line}: not UTF-8 text (save the file as UTF-8)").format(line=line)
+        )
         return {}
     return _parse_toml(text, str(path), problems)
 
 
 def _parse_toml(text: str, where: str, problems: list[str]) -> dict:
     lines = text.split("\n")
-    for _ in range(MAX_SYNTAX_PROBLEMS):
+    for _attempt in range(MAX_SYNTAX_PROBLEMS):
         try:
             return tomllib.loads("\n".join(lines))
         except tomllib.TOMLDecodeError as error:
@@ -126,7 +136,10 @@ def _parse_toml(text: str, where: str, problems: list[str]) -> dict:
             if bad_line is None:
                 return {}
             lines[bad_line] = ""  # left out; the rest is still checked
-    problems.append(f"{where}: more than {MAX_SYNTAX_PROBLEMS} syntax errors; stopped reading")
+    problems.append(
+        f"{where}: "
+        + _("more than {count} syntax errors; stopped reading").format(count=MAX_SYNTAX_PROBLEMS)
+    )
     return {}
 
 
@@ -137,19 +150,22 @@ def _locate_syntax_error(lines: list[str], message: str) -> tuple[int | None, st
         duplicate = _find_duplicate_key(lines)
         if duplicate is not None:
             index, first, key = duplicate
-            return index, (
-                f"line {index + 1}: {key} is given twice (also on line {first + 1}); keep one"
-            )
+            return index, _(
+                "line {line}: {key} is given twice (also on line {first}); keep one"
+            ).format(line=index + 1, key=key, first=first + 1)
     position = _ERROR_POSITION.search(message)
+    # tomllib's own words (English) are kept inside ours: they name the exact fault.
     if position is None:
-        return None, f"not valid TOML: {message}"
+        return None, _("not valid TOML: {reason}").format(reason=message)
     index = int(position.group(1)) - 1
     if not 0 <= index < len(lines):
-        return None, f"not valid TOML: {message}"
+        return None, _("not valid TOML: {reason}").format(reason=message)
     what = _ERROR_POSITION.sub("", message).strip()
     shown = lines[index].strip()
     shown = shown if len(shown) <= 60 else shown[:57] + "..."
-    return index, f"line {index + 1}: not valid TOML ({what}): {shown!r}"
+    return index, _("line {line}: not valid TOML ({reason}): {text}").format(
+        line=index + 1, reason=what, text=repr(shown)
+    )
 
 
 _TABLE_HEADER = re.compile(r"\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
@@ -188,14 +204,18 @@ def _apply_override(data: dict, override: str, problems: list[str]) -> None:
     key, sep, raw_value = override.partition("=")
     key = key.strip()
     if not sep or not key:
-        problems.append(f"--set {override!r}: must look like KEY=VALUE, e.g. alarm.on_delay_s=30")
+        problems.append(
+            f"--set {override!r}: " + _("must look like KEY=VALUE, e.g. alarm.on_delay_s=30")
+        )
         return
     try:
         value = tomllib.loads(f"v = {raw_value.strip()}")["v"]
     except tomllib.TOMLDecodeError:
         problems.append(
-            f"--set {key}: {raw_value.strip()!r} is not a TOML value"
-            ' (quote strings: name="x"; numbers and [lists] as is)'
+            f"--set {key}: "
+            + _(
+                '{value} is not a TOML value (quote strings: name="x"; numbers and [lists] as is)'
+            ).format(value=repr(raw_value.strip()))
         )
         return
     parts = key.split(".")
@@ -203,12 +223,16 @@ def _apply_override(data: dict, override: str, problems: list[str]) -> None:
     for position, part in enumerate(parts):
         match = _KEY_PART.fullmatch(part)
         if not match:
-            problems.append(f"--set {key}: {part!r} is not a key name")
+            problems.append(
+                f"--set {key}: " + _("{part} is not a key name").format(part=repr(part))
+            )
             return
         name, index = match.group(1), match.group(2)
         last = position == len(parts) - 1
         if not isinstance(target, dict):
-            problems.append(f"--set {key}: {'.'.join(parts[:position])} is not a table")
+            problems.append(
+                f"--set {key}: " + _("{key} is not a table").format(key=".".join(parts[:position]))
+            )
             return
         if index is None:
             if last:
@@ -221,7 +245,10 @@ def _apply_override(data: dict, override: str, problems: list[str]) -> None:
         items = target[name]
         if not isinstance(items, list) or int(index) >= len(items):
             problems.append(
-                f"--set {key}: {'.'.join(parts[:position] + [name])} has no item [{index}]"
+                f"--set {key}: "
+                + _("{key} has no item [{index}]").format(
+                    key=".".join(parts[:position] + [name]), index=index
+                )
             )
             return
         if last:
@@ -251,7 +278,10 @@ def _as_plain(node: Any) -> Any:
 
 def _build(cls: type, data: Any, path: str, problems: list[str]) -> Any:
     if not isinstance(data, dict):
-        problems.append(f"{path or 'configuration'}: {_show(data)} must be a table")
+        problems.append(
+            f"{path or _('configuration')}: "
+            + _("{value} must be a table").format(value=_show(data))
+        )
         return cls()
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
@@ -284,7 +314,7 @@ def _convert(value: Any, hint: Any, path: str, problems: list[str], default: Any
     if hint is bool:
         if isinstance(value, bool):
             return value
-        problems.append(f"{path}: {_show(value)} must be true or false")
+        problems.append(f"{path}: " + _("{value} must be true or false").format(value=_show(value)))
         return _INVALID
     if hint is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -293,23 +323,32 @@ def _convert(value: Any, hint: Any, path: str, problems: list[str], default: Any
             except OverflowError:
                 number = math.inf
             if not math.isfinite(number):
-                problems.append(f"{path}: {_show(value)} must be a finite number")
+                problems.append(
+                    f"{path}: " + _("{value} must be a finite number").format(value=_show(value))
+                )
                 return _INVALID
             return number
-        problems.append(f"{path}: {_show(value)} must be a number")
+        problems.append(f"{path}: " + _("{value} must be a number").format(value=_show(value)))
         return _INVALID
     if hint is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        problems.append(f"{path}: {_show(value)} must be a whole number")
+        problems.append(
+            f"{path}: " + _("{value} must be a whole number").format(value=_show(value))
+        )
         return _INVALID
     if hint is str:
         if not isinstance(value, str):
-            problems.append(f"{path}: {_show(value)} must be a string (in quotes)")
+            problems.append(
+                f"{path}: " + _("{value} must be a string (in quotes)").format(value=_show(value))
+            )
             return _INVALID
         if any(not character.isprintable() for character in value):
             # A NUL in a path crashes `run`; a newline in a name breaks the log and upstream.
-            problems.append(f"{path}: {_show(value)} must not contain control characters")
+            problems.append(
+                f"{path}: "
+                + _("{value} must not contain control characters").format(value=_show(value))
+            )
             return _INVALID
         return value
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
@@ -319,14 +358,19 @@ def _convert(value: Any, hint: Any, path: str, problems: list[str], default: Any
         if item_hint in NAMED_TABLES:
             if not isinstance(value, dict):
                 problems.append(
-                    f"{path}: {_show(value)} must be a table of named entries, e.g. [{path}.NAME]"
+                    f"{path}: "
+                    + _("{value} must be a table of named entries, e.g. [{key}.NAME]").format(
+                        value=_show(value), key=path
+                    )
                 )
                 return _INVALID
             for name, entry in value.items():
                 if isinstance(entry, dict) and "name" in entry:
                     problems.append(
-                        f"{path}.{name}.name: the entry's name is its table's"
-                        f" name ({name!r}); remove this key"
+                        f"{path}.{name}.name: "
+                        + _(
+                            "the entry's name is its table's name ({name}); remove this key"
+                        ).format(name=repr(name))
                     )
             return tuple(
                 _build(
@@ -338,7 +382,7 @@ def _convert(value: Any, hint: Any, path: str, problems: list[str], default: Any
                 for name, entry in value.items()
             )
         if not isinstance(value, list):
-            problems.append(f"{path}: {_show(value)} must be a list")
+            problems.append(f"{path}: " + _("{value} must be a list").format(value=_show(value)))
             return _INVALID
         items = [
             _convert(item, item_hint, f"{path}[{i}]", problems, None)
@@ -351,8 +395,12 @@ def _convert(value: Any, hint: Any, path: str, problems: list[str], default: Any
 def _unknown_key(path: str, key: str, known: list[str]) -> str:
     where = f"{path}.{key}" if path else key
     close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-    hint = f"did you mean {close[0]!r}?" if close else f"known keys here: {', '.join(known)}"
-    return f"{where}: unknown key ({hint})"
+    hint = (
+        _("did you mean {key}?").format(key=repr(close[0]))
+        if close
+        else _("known keys here: {keys}").format(keys=", ".join(known))
+    )
+    return f"{where}: " + _("unknown key ({hint})").format(hint=hint)
 
 
 def _show(value: Any) -> str:
@@ -360,13 +408,15 @@ def _show(value: Any) -> str:
     if isinstance(value, str):
         return repr(value) if len(value) <= 60 else repr(value[:57]) + "..."
     if isinstance(value, bool):
-        return "true" if value else "false"
+        return "true" if value else "false"  # TOML's words: not translated
     if isinstance(value, dict):
-        return "a table"
+        return _("a table")
     if isinstance(value, list):
-        return "a list"
+        return _("a list")
     if isinstance(value, int) and abs(value) >= 10**15:
-        return f"a {len(str(abs(value))) if abs(value) < 10**4000 else 'huge'}-digit number"
+        if abs(value) >= 10**4000:  # str() refuses to convert an int this long
+            return _("a huge number")
+        return _("a {count}-digit number").format(count=len(str(abs(value))))
     text = str(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
@@ -379,7 +429,8 @@ class Relations:
         self.problems = problems
         self.wrong = {problem.split(":", 1)[0] for problem in problems}
 
-    def report(self, keys: typing.Sequence[str], message: str) -> None:
+    def report(self, keys: typing.Sequence[str], where: str, text: str) -> None:
+        """`text` about the key `where`, unless one of `keys` is already wrong."""
         for key in keys:
             if any(
                 key == wrong
@@ -390,7 +441,7 @@ class Relations:
                 for wrong in self.wrong
             ):
                 return
-        self.problems.append(message)
+        self.problems.append(f"{where}: {text}")
 
 
 def _check_relations(config: Config, relations: Relations) -> None:
@@ -400,43 +451,59 @@ def _check_relations(config: Config, relations: Relations) -> None:
     if sensor.max_range_m <= sensor.min_range_m:
         report(
             ["sensor.max_range_m", "sensor.min_range_m"],
-            f"sensor.max_range_m: {sensor.max_range_m} must be above"
-            f" sensor.min_range_m ({sensor.min_range_m})",
+            "sensor.max_range_m",
+            _("{value} must be above {other} ({limit})").format(
+                value=sensor.max_range_m, other="sensor.min_range_m", limit=sensor.min_range_m
+            ),
         )
     if sensor.alarm_interval_s > sensor.interval_s:
         report(
             ["sensor.alarm_interval_s", "sensor.interval_s"],
-            f"sensor.alarm_interval_s: {sensor.alarm_interval_s} must not be longer"
-            f" than sensor.interval_s ({sensor.interval_s}): sample faster in alarm,"
-            " not slower",
+            "sensor.alarm_interval_s",
+            _(
+                "{value} must not be longer than sensor.interval_s ({limit}):"
+                " sample faster in alarm, not slower"
+            ).format(value=sensor.alarm_interval_s, limit=sensor.interval_s),
         )
     levels = alarm.levels
     if not 1 <= len(levels) <= 6:
-        report(["alarm.levels"], f"alarm.levels: {len(levels)} levels given; 1 to 6 are allowed")
+        report(
+            ["alarm.levels"],
+            "alarm.levels",
+            _("{count} levels given; 1 to 6 are allowed").format(count=len(levels)),
+        )
     seen: dict[str, int] = {}
     pattern_names = [p.name for p in outputs.siren_patterns]
     for i, level in enumerate(levels):
         key = f"alarm.levels[{i}]"
         if not level.name:
-            report([f"{key}.name"], f"{key}.name: missing; every level needs a name")
+            report([f"{key}.name"], f"{key}.name", _("missing; every level needs a name"))
         elif level.name in seen:
             report(
                 [f"{key}.name"],
-                f"{key}.name: {level.name!r} is already the name of"
-                f" alarm.levels[{seen[level.name]}]",
+                f"{key}.name",
+                _("{name} is already the name of {other}").format(
+                    name=repr(level.name), other=f"alarm.levels[{seen[level.name]}]"
+                ),
             )
         seen.setdefault(level.name, i)
         if i > 0 and level.above_m <= levels[i - 1].above_m:
             report(
                 [f"{key}.above_m", f"alarm.levels[{i - 1}].above_m"],
-                f"{key}.above_m: {level.above_m} must be above"
-                f" alarm.levels[{i - 1}].above_m ({levels[i - 1].above_m})",
+                f"{key}.above_m",
+                _("{value} must be above {other} ({limit})").format(
+                    value=level.above_m,
+                    other=f"alarm.levels[{i - 1}].above_m",
+                    limit=levels[i - 1].above_m,
+                ),
             )
         if level.siren and level.siren != "off" and level.siren not in pattern_names:
             report(
                 [f"{key}.siren", "outputs.siren_patterns"],
-                f"{key}.siren: {level.siren!r} must be 'off' or a pattern"
-                f" from outputs.siren_patterns ({', '.join(pattern_names)})",
+                f"{key}.siren",
+                _(
+                    "{value} must be 'off' or a pattern from outputs.siren_patterns ({names})"
+                ).format(value=repr(level.siren), names=", ".join(pattern_names)),
             )
     for i in range(1, len(levels)):
         gap = levels[i].above_m - levels[i - 1].above_m
@@ -447,29 +514,42 @@ def _check_relations(config: Config, relations: Relations) -> None:
                     f"alarm.levels[{i}].above_m",
                     f"alarm.levels[{i - 1}].above_m",
                 ],
-                f"alarm.deadband_m: {alarm.deadband_m} must be smaller than the gap"
-                f" between alarm.levels[{i - 1}] and alarm.levels[{i}] ({gap:.3f})",
+                "alarm.deadband_m",
+                _(
+                    "{value} must be smaller than the gap between {lower} and {upper} ({gap})"
+                ).format(
+                    value=alarm.deadband_m,
+                    lower=f"alarm.levels[{i - 1}]",
+                    upper=f"alarm.levels[{i}]",
+                    gap=f"{gap:.3f}",
+                ),
             )
     rate = alarm.rate
     if rate.enabled:
         if rate.raises not in seen:
             report(
                 ["alarm.rate.raises", "alarm.levels"],
-                f"alarm.rate.raises: {rate.raises!r} must be one of the level names"
-                f" ({', '.join(level.name for level in levels)})",
+                "alarm.rate.raises",
+                _("{value} must be one of the level names ({names})").format(
+                    value=repr(rate.raises), names=", ".join(level.name for level in levels)
+                ),
             )
         if rate.effective_clear_m_per_h >= rate.rise_m_per_h:
             report(
                 ["alarm.rate.clear_m_per_h", "alarm.rate.rise_m_per_h"],
-                f"alarm.rate.clear_m_per_h: {rate.clear_m_per_h} must be below"
-                f" alarm.rate.rise_m_per_h ({rate.rise_m_per_h})",
+                "alarm.rate.clear_m_per_h",
+                _("{value} must be below {other} ({limit})").format(
+                    value=rate.clear_m_per_h,
+                    other="alarm.rate.rise_m_per_h",
+                    limit=rate.rise_m_per_h,
+                ),
             )
     for pattern in outputs.siren_patterns:
         if pattern.name == "off" or not re.fullmatch(r"[a-z][a-z0-9_-]{0,31}", pattern.name):
             report(
                 [f"outputs.siren_patterns.{pattern.name}"],
-                f"outputs.siren_patterns.{pattern.name}: the name must be lower-case"
-                " letters, digits, '-' or '_', and not 'off'",
+                f"outputs.siren_patterns.{pattern.name}",
+                _("the name must be lower-case letters, digits, '-' or '_', and not 'off'"),
             )
     pins = {
         "outputs.siren_pin": outputs.siren_pin,
@@ -487,7 +567,9 @@ def _check_relations(config: Config, relations: Relations) -> None:
     for key, pin in pins.items():
         if pin in by_pin:
             report(
-                [key, by_pin[pin], "sensor.kind"], f"{key}: {pin} is already used by {by_pin[pin]}"
+                [key, by_pin[pin], "sensor.kind"],
+                key,
+                _("{pin} is already used by {other}").format(pin=pin, other=by_pin[pin]),
             )
         by_pin.setdefault(pin, key)
     _check_watchdog(sensor, report)
@@ -496,49 +578,65 @@ def _check_relations(config: Config, relations: Relations) -> None:
     if config.sensor.kind != "modbus-pressure" and config.calibration.sensor_elevation_m <= 0:
         report(
             ["calibration.sensor_elevation_m", "sensor.kind"],
-            f"calibration.sensor_elevation_m: {config.calibration.sensor_elevation_m}"
-            " must be above 0 for a distance sensor (the level of the sensor face)",
+            "calibration.sensor_elevation_m",
+            _(
+                "{value} must be above 0 for a distance sensor (the level of the sensor face)"
+            ).format(value=config.calibration.sensor_elevation_m),
         )
 
 
 def _check_uplink(uplink: UplinkConfig, report: Callable) -> None:
     if not uplink.url:
         return
+    url = repr(uplink.url)
     try:
         parts = urllib.parse.urlsplit(uplink.url)
         host = parts.hostname
         parts.port  # noqa: B018 - raises on a port that is not a number
     except ValueError as error:
-        report(["uplink.url"], f"uplink.url: {uplink.url!r} is not a usable URL ({error})")
+        report(
+            ["uplink.url"],
+            "uplink.url",
+            _("{url} is not a usable URL ({reason})").format(url=url, reason=error),
+        )
         return
     if not host:
-        report(["uplink.url"], f"uplink.url: {uplink.url!r} has no host")
+        report(["uplink.url"], "uplink.url", _("{url} has no host").format(url=url))
         return
     from agent.transports import transports  # they import this module: not at the top
 
     transport = transports().get(uplink.format)
     schemes = getattr(transport, "SCHEMES", ())
     if transport is not None and parts.scheme not in schemes:
-        allowed = " or ".join(f"{scheme}://" for scheme in schemes)
         report(
             ["uplink.url", "uplink.format"],
-            f"uplink.url: {uplink.url!r} must be an {allowed} URL for uplink.format ="
-            f" {uplink.format!r}",
+            "uplink.url",
+            _("{url} must be a URL starting with {schemes} for uplink.format = {format}").format(
+                url=url,
+                schemes=" / ".join(f"{scheme}://" for scheme in schemes),
+                format=repr(uplink.format),
+            ),
         )
         return
     loopback = is_loopback_host(host)
     if parts.scheme == "http" and not loopback and not uplink.allow_insecure_http:
         report(
             ["uplink.url", "uplink.allow_insecure_http"],
-            f"uplink.url: {uplink.url!r} would send the token and the readings"
-            " unencrypted; use https://, or set uplink.allow_insecure_http = true"
-            " on a network you trust",
+            "uplink.url",
+            _(
+                "{url} would send the token and the readings unencrypted; use https://,"
+                " or set uplink.allow_insecure_http = true on a network you trust"
+            ).format(url=url),
         )
     if uplink.request_deadline_s < uplink.connect_timeout_s:
         report(
             ["uplink.request_deadline_s", "uplink.connect_timeout_s"],
-            f"uplink.request_deadline_s: {uplink.request_deadline_s} must be at"
-            f" least uplink.connect_timeout_s ({uplink.connect_timeout_s})",
+            "uplink.request_deadline_s",
+            _("{value} must be at least {other} ({limit})").format(
+                value=uplink.request_deadline_s,
+                other="uplink.connect_timeout_s",
+                limit=uplink.connect_timeout_s,
+            ),
         )
 
 
@@ -551,8 +649,10 @@ def _check_paths(config: Config, report: Callable) -> None:
         if not os.path.isabs(value):
             report(
                 [key],
-                f"{key}: {value!r} must be an absolute path (the service's working"
-                " directory is not yours)",
+                key,
+                _(
+                    "{path} must be an absolute path (the service's working directory is not yours)"
+                ).format(path=repr(value)),
             )
     for key, value in (
         ("uplink.token_file", config.uplink.token_file),
@@ -561,15 +661,18 @@ def _check_paths(config: Config, report: Callable) -> None:
         if not value:
             continue
         if not os.path.isabs(value):
-            report([key], f"{key}: {value!r} must be an absolute path")
+            report([key], key, _("{path} must be an absolute path").format(path=repr(value)))
         elif key == "uplink.ca_bundle" and not is_regular_file(value):
             report(
                 [key],
-                f"{key}: {value!r} is not a file (the CA certificates in PEM, or"
-                " empty for the system's store)",
+                key,
+                _(
+                    "{path} is not a file (the CA certificates in PEM, or empty for the"
+                    " system's store)"
+                ).format(path=repr(value)),
             )
         elif os.path.exists(value) and not is_regular_file(value):
-            report([key], f"{key}: {value!r} is not a regular file")
+            report([key], key, _("{path} is not a regular file").format(path=repr(value)))
 
 
 def is_loopback_host(host: str) -> bool:
@@ -608,8 +711,15 @@ def _check_watchdog(sensor: SensorConfig, report: Callable) -> None:
     if longest >= limit:
         report(
             ["sensor.burst", "sensor.kind", f"sensor.{_DRIVER_SECTION.get(sensor.kind, '')}"],
-            f"sensor.burst: {sensor.burst} reads that all time out keep one sample"
-            f" {longest:g} s in the driver; it must stay under {limit:g} s (half the"
-            f" unit's WatchdogSec={watchdog_s():g}): lower sensor.burst or the sensor's"
-            " timeout_s",
+            "sensor.burst",
+            _(
+                "{count} reads that all time out keep one sample {longest} s in the driver;"
+                " it must stay under {limit} s (half the unit's WatchdogSec={watchdog}):"
+                " lower sensor.burst or the sensor's timeout_s"
+            ).format(
+                count=sensor.burst,
+                longest=f"{longest:g}",
+                limit=f"{limit:g}",
+                watchdog=f"{watchdog_s():g}",
+            ),
         )

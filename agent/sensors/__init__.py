@@ -29,6 +29,7 @@ from typing import Protocol
 
 from agent.config import Config
 from agent.errors import ConfigError, InstallationError
+from agent.i18n import _
 from agent.registry import discover
 
 RawRead = tuple["float | None", "str | None"]
@@ -73,9 +74,11 @@ def open_sensor(
         driver = module.open_driver(config, clock)
     except ImportError as error:
         raise InstallationError(
-            f"sensor.kind = {kind!r} needs {error.name or error}, which is not installed:"
-            f" pip install 'gauge-agent[{module.EXTRA or kind}]' in the gauge's venv"
-            " (scripts/install does this for the configured kind)"
+            _(
+                "sensor.kind = {kind} needs {library}, which is not installed: pip install"
+                " 'gauge-agent[{extra}]' in the gauge's venv (scripts/install does this for"
+                " the configured kind)"
+            ).format(kind=repr(kind), library=error.name or error, extra=module.EXTRA or kind)
         ) from None
     relay = None
     if settings.power_relay_pin >= 0 and not simulate:

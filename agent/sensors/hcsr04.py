@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from agent.config import Config
 from agent.errors import InstallationError
+from agent.i18n import _
 from agent.reasons import Reason
 from agent.sensors import RawRead
 from agent.sensors.temperature import TemperatureSource, compensation_factor
@@ -49,14 +50,18 @@ class HcSr04Sensor:
             # Blinka identifies the board from /proc/cpuinfo and /proc/device-tree: not a Pi,
             # or a sandbox that hides them. Restarting will not change that.
             raise InstallationError(
-                f"the HC-SR04 needs Blinka's `board` on a Raspberry Pi and could not identify"
-                f" the board: {error}"
+                _(
+                    "the HC-SR04 needs Blinka's `board` on a Raspberry Pi and could not identify"
+                    " the board: {reason}"
+                ).format(reason=error)
             ) from None
         try:
             trigger = getattr(board, f"D{settings.trigger_pin}")
             echo = getattr(board, f"D{settings.echo_pin}")
         except AttributeError as error:
-            raise InstallationError(f"this board has no such pin: {error}") from None
+            raise InstallationError(
+                _("this board has no such pin: {reason}").format(reason=error)
+            ) from None
         self.sonar = adafruit_hcsr04.HCSR04(
             trigger_pin=trigger, echo_pin=echo, timeout=settings.timeout_s
         )
@@ -69,7 +74,7 @@ class HcSr04Sensor:
         factor = compensation_factor(self.temperature.read())
         reads: list[RawRead] = []
         started = None
-        for _ in range(count):
+        for _read in range(count):
             if started is not None:
                 wait = self.read_gap_s - (self.monotonic() - started)
                 if wait > 0:
