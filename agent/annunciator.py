@@ -106,10 +106,11 @@ class Annunciator:
                 self.changed.set()
 
     def start_test(self, now: float, pattern: str, seconds: float, quiet: bool) -> str | None:
-        """Start a siren test; None, or why not (a warning is up: the siren is not for tests)."""
+        """Start a siren test; None, or the name of the warning that is up (the siren is the
+        warning's, not a test's)."""
         with self._lock:
             if self.warning > 0:
-                return f"a warning is up ({self.config.level_names()[self.warning - 1]})"
+                return self.config.level_names()[self.warning - 1]
             self.test = SirenTest(pattern, now, now + seconds, quiet)
             self.test_log.append(
                 (now, {"active": True, "pattern": pattern, "seconds": seconds, "quiet": quiet})

@@ -20,6 +20,7 @@ from pathlib import Path
 from agent.config import CALIBRATION_FILE_NAME, CalibrationConfig
 from agent.errors import GaugeError
 from agent.files import read_small_file
+from agent.i18n import _
 
 HISTORY_FILE_NAME = "calibration-history.jsonl"
 PREVIOUS_SUFFIX = ".previous"
@@ -54,8 +55,10 @@ def offset_from_staff_gauge(
     if readings.kind == "distance":
         if readings.mean_m <= 0:
             raise CalibrationRefused(
-                f"a distance of {readings.mean_m:.3f} m cannot be: the sensor would be below the"
-                " water it measures"
+                _(
+                    "a distance of {distance} m cannot be: the sensor would be below the water"
+                    " it measures"
+                ).format(distance=f"{readings.mean_m:.3f}")
             )
         new = CalibrationConfig(
             sensor_elevation_m=round(staff_level_m + readings.mean_m, 4),
@@ -66,8 +69,10 @@ def offset_from_staff_gauge(
     else:
         if readings.mean_m < SUBMERGED_MIN_M:
             raise CalibrationRefused(
-                f"the transmitter reads {readings.mean_m:.3f} m of water: it is not submerged"
-                " (or not connected); calibrate it under water"
+                _(
+                    "the transmitter reads {depth} m of water: it is not submerged (or not"
+                    " connected); calibrate it under water"
+                ).format(depth=f"{readings.mean_m:.3f}")
             )
         new = CalibrationConfig(
             sensor_elevation_m=current.sensor_elevation_m,
@@ -78,8 +83,10 @@ def offset_from_staff_gauge(
     low, high = ELEVATION_RANGE_M
     if not low <= value <= high:
         raise CalibrationRefused(
-            f"{name} would be {value:.3f} m, outside {low:g} .. {high:g} m: check the staff"
-            " gauge value (metres, in the site's datum)"
+            _(
+                "{name} would be {value} m, outside {low} .. {high} m: check the staff gauge"
+                " value (metres, in the site's datum)"
+            ).format(name=name, value=f"{value:.3f}", low=f"{low:g}", high=f"{high:g}")
         )
     return new
 
@@ -95,16 +102,20 @@ def span_from_points(current: CalibrationConfig, first: dict, second: dict) -> C
     level_1, level_2 = first["staff_gauge_m"], second["staff_gauge_m"]
     if abs(depth_2 - depth_1) < SPAN_MIN_M:
         raise CalibrationRefused(
-            f"the two points are {abs(depth_2 - depth_1) * 100:.0f} cm apart in depth; take the"
-            f" second when the water is at least {SPAN_MIN_M * 100:.0f} cm higher or lower"
+            _(
+                "the two points are {apart} cm apart in depth; take the second when the water"
+                " is at least {least} cm higher or lower"
+            ).format(apart=f"{abs(depth_2 - depth_1) * 100:.0f}", least=f"{SPAN_MIN_M * 100:.0f}")
         )
     scale = (level_2 - level_1) / (depth_2 - depth_1)
     low, high = SPAN_RANGE
     if not low <= scale <= high:
         raise CalibrationRefused(
-            f"the span would be {scale:.3f}, far from 1 (allowed {low} .. {high}): a staff gauge"
-            " misread, a transmitter in the wrong unit or range, or a point taken while the"
-            " water moved; check both points (calibrate history)"
+            _(
+                "the span would be {scale}, far from 1 (allowed {low} .. {high}): a staff gauge"
+                " misread, a transmitter in the wrong unit or range, or a point taken while the"
+                " water moved; check both points (calibrate history)"
+            ).format(scale=f"{scale:.3f}", low=low, high=high)
         )
     offset = level_1 - scale * depth_1
     return CalibrationConfig(
@@ -157,10 +168,14 @@ class CalibrationFiles:
             self._append_history(entry)
         except PermissionError:
             raise GaugeError(
-                f"cannot write {self.path}: permission denied; run it with sudo"
+                _("cannot write {path}: permission denied; run it with sudo").format(path=self.path)
             ) from None
         except OSError as error:
-            raise GaugeError(f"cannot write {self.path}: {error.strerror or error}") from None
+            raise GaugeError(
+                _("cannot write {path}: {reason}").format(
+                    path=self.path, reason=error.strerror or error
+                )
+            ) from None
         return entry
 
     def record_point(self, details: dict, now: float) -> dict:
@@ -170,7 +185,9 @@ class CalibrationFiles:
             self._append_history(entry)
         except PermissionError:
             raise GaugeError(
-                f"cannot write {self.history_path}: permission denied; run it with sudo"
+                _("cannot write {path}: permission denied; run it with sudo").format(
+                    path=self.history_path
+                )
             ) from None
         return entry
 

@@ -52,6 +52,7 @@ MAX_CLIENTS = 4  # a technician's phone and a laptop, with room; more are turned
 REQUEST_LIMIT = 4096  # bytes of one request line
 CLIENT_TIMEOUT_S = 10.0  # a client that neither asks nor reads for this long is dropped
 READ_MAX_COUNT = 10_000
+STILL_STARTING = N_("the daemon is still starting; try again in a moment")
 FEED_QUEUE = 16  # samples a slow reader may fall behind before it misses some
 
 Send = Callable[[dict], None]
@@ -64,7 +65,18 @@ def _whole(value: object, low: int, high: int) -> TypeGuard[int]:
 
 
 class RequestError(Exception):
-    """A request the daemon cannot act on: answered {"ok": false, "error": message}."""
+    """A request the daemon cannot act on. `message` is marked N_() and its {names} come from
+    `values`: the answer {"ok": false, "error": "...", "message": ..., "values": {...}} holds
+    the English words (for any client) and the parts a command needs to say it in its own
+    language (the daemon's language is the service's, not the technician's)."""
+
+    def __init__(self, message: str, **values: object):
+        self.message = message
+        self.values = {name: str(value) for name, value in values.items()}
+        super().__init__(message.format(**self.values))
+
+    def answer(self) -> dict:
+        return {"ok": False, "error": str(self), "message": self.message, "values": self.values}
 
 
 class SampleFeed:
@@ -106,7 +118,9 @@ def read_handler(feed: SampleFeed, sample_timeout_s: Callable[[], float]) -> Han
     def handle(request: dict, send: Send) -> None:
         count = request.get("count", 1)
         if not _whole(count, 1, READ_MAX_COUNT):
-            raise RequestError(f"count must be a whole number from 1 to {READ_MAX_COUNT}")
+            raise RequestError(
+                N_("count must be a whole number from 1 to {max}"), max=READ_MAX_COUNT
+            )
         reader = feed.subscribe()
         try:
             for _ in range(count):
@@ -114,7 +128,9 @@ def read_handler(feed: SampleFeed, sample_timeout_s: Callable[[], float]) -> Han
                 try:
                     sample = reader.get(timeout=timeout)
                 except queue.Empty:
-                    raise RequestError(f"no sample from the daemon in {timeout:.0f} s") from None
+                    raise RequestError(
+                        N_("no sample from the daemon in {seconds} s"), seconds=f"{timeout:.0f}"
+                    ) from None
                 send({"sample": sample})
         finally:
             feed.unsubscribe(reader)
@@ -146,20 +162,29 @@ def siren_test_handler(current_daemon: Callable[[], Daemon | None]) -> Handler:
     def handle(request: dict, send: Send) -> None:
         daemon = current_daemon()
         if daemon is None:
-            raise RequestError("the daemon is still starting; try again in a moment")
+            raise RequestError(STILL_STARTING)
         config = daemon.config
         pattern = request.get("pattern") or default_test_pattern(config)
         if not isinstance(pattern, str) or config.pattern(pattern) is None:
             names = ", ".join(p.name for p in config.outputs.siren_patterns)
-            raise RequestError(f"no siren pattern {pattern!r}; configured: {names}")
+            raise RequestError(
+                N_("no siren pattern {pattern}; configured: {names}"),
+                pattern=repr(pattern),
+                names=names,
+            )
         seconds = request.get("seconds", SIREN_TEST_DEFAULT_S)
         if not _whole(seconds, 1, SIREN_TEST_MAX_S):
-            raise RequestError(f"seconds must be a whole number from 1 to {SIREN_TEST_MAX_S}")
+            raise RequestError(
+                N_("seconds must be a whole number from 1 to {max}"), max=SIREN_TEST_MAX_S
+            )
         quiet = request.get("quiet") is True
         annunciator, clock = daemon.annunciator, daemon.clock
-        refused = annunciator.start_test(clock(), pattern, seconds, quiet)
-        if refused is not None:
-            raise RequestError(f"not now: {refused}; the siren is the warning's")
+        warning = annunciator.start_test(clock(), pattern, seconds, quiet)
+        if warning is not None:
+            raise RequestError(
+                N_("not now: a warning is up ({level}); the siren is the warning's"),
+                level=warning,
+            )
         try:
             send({"ok": True, "testing": True, "pattern": pattern, "seconds": seconds})
             while annunciator.testing(clock()):
@@ -185,7 +210,8 @@ def maintenance_handler(set_minutes: Callable[[int], str | None]) -> Handler:
         minutes = request.get("minutes")
         if not _whole(minutes, 0, MAINTENANCE_MAX_MINUTES):
             raise RequestError(
-                f"minutes must be a whole number from 0 (off) to {MAINTENANCE_MAX_MINUTES}"
+                N_("minutes must be a whole number from 0 (off) to {max}"),
+                max=MAINTENANCE_MAX_MINUTES,
             )
         send({"ok": True, "until": set_minutes(minutes)})
 
@@ -198,10 +224,10 @@ def retry_dead_letters_handler(outbox: Callable[[], Outbox | None]) -> Handler:
     def handle(request: dict, send: Send) -> None:
         box = outbox()
         if box is None:
-            raise RequestError("this daemon has no outbox (the card could not be used)")
+            raise RequestError(N_("this daemon has no outbox (the card could not be used)"))
         count = box.retry_dead_letters()
         if count is None:
-            raise RequestError("the outbox file cannot be used now (see `gauge-agent status`)")
+            raise RequestError(N_("the outbox file cannot be used now (see `gauge-agent status`)"))
         send({"ok": True, "requeued": count})
 
     return handle
@@ -292,7 +318,7 @@ class ControlServer:
                 return
             raise
         if not self.clients.acquire(blocking=False):
-            _answer(connection, {"ok": False, "error": "busy: too many clients"})
+            _answer(connection, RequestError(N_("busy: too many clients; try again")).answer())
             connection.close()
             return
         threading.Thread(
@@ -309,12 +335,13 @@ class ControlServer:
                     handler = self.handlers.get(command) if isinstance(command, str) else None
                     if handler is None:
                         raise RequestError(
-                            f"unknown command {command!r}; known:"
-                            f" {', '.join(sorted(self.handlers))}"
+                            N_("unknown command {command}; known: {known}"),
+                            command=repr(command),
+                            known=", ".join(sorted(self.handlers)),
                         )
                     handler(request, lambda answer: _answer(connection, answer))
                 except RequestError as error:
-                    _answer(connection, {"ok": False, "error": str(error)})
+                    _answer(connection, error.answer())
         except OSError:
             pass  # the client went away (Ctrl-C, a dropped SSH session): nothing to do
         finally:
@@ -332,13 +359,15 @@ def _read_request(connection: socket.socket) -> dict:
             break
         data += chunk
         if len(data) > REQUEST_LIMIT:
-            raise RequestError(f"a request is one line of at most {REQUEST_LIMIT} bytes")
+            raise RequestError(
+                "a request is one line of at most {limit} bytes", limit=REQUEST_LIMIT
+            )
     try:
         request = json.loads(data.split(b"\n", 1)[0].decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         raise RequestError("a request is one line of JSON") from None
     if not isinstance(request, dict):
-        raise RequestError('a request is a JSON object: {"command": ...}')
+        raise RequestError('a request is a JSON object: {{"command": ...}}')
     return request
 
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from agent.calibration import CalibrationFiles
 from agent.config import Config, load_config
 from agent.control import (
+    STILL_STARTING,
     ControlServer,
     RequestError,
     SampleFeed,
@@ -269,7 +270,7 @@ class Parts:
         """Flag the running daemon's readings for `minutes` (0: stop now); when it ends."""
         daemon = self.daemon
         if daemon is None:
-            raise RequestError("the daemon is still starting; try again in a moment")
+            raise RequestError(STILL_STARTING)
         if minutes == 0:
             daemon.maintenance_until = daemon.clock()  # ends at the next sample, with an event
             return None

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from agent.config import Config
 from agent.errors import GaugeError
+from agent.i18n import _
 
 STATE_COLOURS = ["#ffffff", "#ffe08a", "#ffb347", "#ff6b6b", "#d63384", "#8b0000", "#4b0000"]
 
@@ -22,9 +23,9 @@ def plot_replay(path: Path, config: Config, trace, counts, title: str) -> None:
         import matplotlib.dates as mdates
         import matplotlib.pyplot as plt
     except ImportError:
-        raise GaugeError("--plot needs matplotlib: pip install 'gauge-agent[plot]'") from None
+        raise GaugeError(_("--plot needs matplotlib: pip install 'gauge-agent[plot]'")) from None
     if not trace.times:
-        raise GaugeError("--plot: the recording had no samples to draw")
+        raise GaugeError(_("--plot: the recording had no samples to draw"))
 
     times = [dt.datetime.fromtimestamp(t, dt.UTC) for t in trace.times]
     names = ["normal"] + config.level_names()
@@ -132,6 +133,9 @@ def plot_replay(path: Path, config: Config, trace, counts, title: str) -> None:
     try:
         figure.savefig(path, dpi=110)
     except OSError as error:
-        raise GaugeError(f"--plot: cannot write {path}: {error.strerror or error}") from None
+        raise GaugeError(
+            "--plot: "
+            + _("cannot write {path}: {reason}").format(path=path, reason=error.strerror or error)
+        ) from None
     finally:
         plt.close(figure)

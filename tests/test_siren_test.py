@@ -14,7 +14,9 @@ from types import SimpleNamespace
 
 import pytest
 
+from agent import i18n
 from agent.annunciator import Annunciator
+from agent.commands.common import daemon_error
 from agent.control import RequestError, siren_test_handler
 from tests.conftest import ROOT, calm_config, config_from, run_cli, running_daemon, wait_for
 
@@ -94,6 +96,29 @@ def test_no_test_while_a_warning_is_up():
     daemon.annunciator.set_alarm(daemon.clock(), 1, [])
     with pytest.raises(RequestError, match=r"not now: a warning is up \(waspada\)"):
         siren_test_handler(lambda: daemon)({}, lambda answer: None)
+
+
+def test_a_refusal_reaches_the_technician_in_the_language_of_the_command():
+    """The daemon speaks the service's language; the answer carries its message and values,
+    and the command says it in its own."""
+    daemon = fake_daemon()
+    daemon.annunciator.set_alarm(daemon.clock(), 2, [])
+    with pytest.raises(RequestError) as refusal:
+        siren_test_handler(lambda: daemon)({}, lambda answer: None)
+    answer = json.loads(json.dumps(refusal.value.answer()))  # as it crosses the socket
+    assert answer["ok"] is False
+    assert answer["error"] == "not now: a warning is up (siaga); the siren is the warning's"
+    try:
+        i18n.use_language("id")
+        assert daemon_error(answer) == (
+            "jangan sekarang: peringatan sedang aktif (siaga); sirene sedang dipakai untuk"
+            " peringatan"
+        )
+        # A daemon of another version sends only its words: they are shown as they are.
+        assert daemon_error({"ok": False, "error": "it said no"}) == "it said no"
+        assert daemon_error({**answer, "values": {}}) == answer["error"]
+    finally:
+        i18n.use_language("en")
 
 
 @pytest.mark.slow

@@ -22,6 +22,7 @@ from agent.calibration import (
 from agent.commands.common import (
     ask_daemon,
     confirm,
+    daemon_error,
     default_config_path,
     live_samples,
     whole_number,
@@ -278,7 +279,7 @@ def _tell_daemon(config: Config) -> None:
     elif answer.get("ok"):
         print(_("the running daemon is applying it now (no restart)"))
     else:
-        print(_("the daemon did not take it: {error}").format(error=answer.get("error")))
+        print(_("the daemon did not take it: {error}").format(error=daemon_error(answer)))
 
 
 def _show(config: Config, files: CalibrationFiles) -> int:

@@ -63,12 +63,28 @@ def connect_to_daemon(config: Config, message: dict, timeout_s: float):
         return control.request(runtime, message, timeout_s)
     except PermissionError:
         raise GaugeError(
-            f"cannot reach the daemon at {runtime / control.SOCKET_NAME}: permission denied."
-            " Add your user to the service's group (sudo usermod -aG gauge-agent $USER), log"
-            " in again, or use sudo"
+            _(
+                "cannot reach the daemon at {path}: permission denied. Add your user to the"
+                " service's group (sudo usermod -aG gauge-agent $USER), log in again, or use"
+                " sudo"
+            ).format(path=runtime / control.SOCKET_NAME)
         ) from None
     except OSError as error:
-        raise GaugeError(f"cannot reach the daemon at {runtime}: {error}") from None
+        raise GaugeError(
+            _("cannot reach the daemon at {path}: {reason}").format(path=runtime, reason=error)
+        ) from None
+
+
+def daemon_error(answer: dict) -> str:
+    """A daemon's refusal in this command's language: its message and values when it sent
+    them (see control.RequestError), else its English words."""
+    message, values = answer.get("message"), answer.get("values")
+    if isinstance(message, str) and isinstance(values, dict):
+        try:
+            return _(message).format(**values)
+        except (KeyError, IndexError, ValueError):
+            pass  # a daemon of another version: its own words will do
+    return str(answer.get("error", "?"))
 
 
 def ask_daemon(config: Config, message: dict, timeout_s: float = 10.0) -> dict | None:
@@ -77,9 +93,9 @@ def ask_daemon(config: Config, message: dict, timeout_s: float = 10.0) -> dict |
     if client is None:
         return None
     try:
-        return next(control.answers(client), {"ok": False, "error": "no answer"})
+        return next(control.answers(client), {"ok": False, "error": _("no answer")})
     except OSError as error:
-        raise GaugeError(f"the daemon did not answer: {error}") from None
+        raise GaugeError(_("the daemon did not answer: {reason}").format(reason=error)) from None
 
 
 def live_samples(config: Config, count: int) -> tuple[Iterator[dict], str]:
@@ -101,9 +117,9 @@ def _from_daemon(client) -> Iterator[dict]:
             if "sample" in answer:
                 yield answer["sample"]
             elif not answer.get("ok"):
-                raise GaugeError(f"the daemon says: {answer.get('error')}")
+                raise GaugeError(_("the daemon says: {error}").format(error=daemon_error(answer)))
     except TimeoutError:
-        raise GaugeError("the daemon stopped answering (is it still running?)") from None
+        raise GaugeError(_("the daemon stopped answering (is it still running?)")) from None
 
 
 def _from_sensor(config: Config, count: int) -> Iterator[dict]:
@@ -121,7 +137,7 @@ def _from_sensor(config: Config, count: int) -> Iterator[dict]:
             health = getattr(sensor, "health", None)
             period = config.sensor.alarm_interval_s  # the daemon's fast pace
             next_at = time.monotonic()
-            for _ in range(count):
+            for _sample in range(count):
                 delay = next_at - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)

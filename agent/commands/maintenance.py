@@ -8,7 +8,7 @@ import argparse
 from pathlib import Path
 
 from agent import control
-from agent.commands.common import ask_daemon, load_or_default, whole_number
+from agent.commands.common import ask_daemon, daemon_error, load_or_default, whole_number
 from agent.errors import EXIT_OK, GaugeError
 from agent.i18n import N_, _
 
@@ -43,7 +43,7 @@ def execute(args: argparse.Namespace) -> int:
             _("no daemon running: nothing is being reported, so there is nothing to flag")
         )
     if not answer.get("ok"):
-        raise GaugeError(_("the daemon says: {error}").format(error=answer.get("error")))
+        raise GaugeError(_("the daemon says: {error}").format(error=daemon_error(answer)))
     if minutes:
         print(
             _(

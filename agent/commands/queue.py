@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
-from agent.commands.common import ask_daemon, load_or_default
+from agent.commands.common import ask_daemon, daemon_error, load_or_default
 from agent.config import Config
 from agent.errors import EXIT_OK, GaugeError
 from agent.i18n import N_, _
@@ -82,7 +82,7 @@ def _retry(config: Config) -> int:
             )
         )
     if not answer.get("ok"):
-        raise GaugeError(_("the daemon says: {error}").format(error=answer.get("error")))
+        raise GaugeError(_("the daemon says: {error}").format(error=daemon_error(answer)))
     print(
         _("{count} dead letters are back in the queue and go upstream next").format(
             count=answer.get("requeued")
@@ -104,8 +104,14 @@ def _open(path: Path) -> sqlite3.Connection:
         connection.execute("SELECT 1 FROM meta LIMIT 1").fetchall()
         return connection
     except sqlite3.Error as error:
-        hint = " (try sudo)" if "readonly" in str(error) or "unable to open" in str(error) else ""
-        raise GaugeError(f"cannot read {path}: {error}{hint}") from None
+        hint = (
+            " " + _("(try sudo)")
+            if "readonly" in str(error) or "unable to open" in str(error)
+            else ""
+        )
+        raise GaugeError(
+            _("cannot read {path}: {reason}").format(path=path, reason=error) + hint
+        ) from None
 
 
 def _epoch(connection: sqlite3.Connection) -> str:
@@ -196,7 +202,9 @@ def _export(config: Config, files: list[Path], out: Path, since: float | None) -
         os.replace(temporary, out)
     except OSError as error:
         temporary.unlink(missing_ok=True)
-        raise GaugeError(f"cannot write {out}: {error.strerror or error}") from None
+        raise GaugeError(
+            _("cannot write {path}: {reason}").format(path=out, reason=error.strerror or error)
+        ) from None
     counts = {
         queue: sum(1 for r in records if r["queue"] == queue)
         for queue in ("waiting", "dead_letter")

@@ -11,7 +11,13 @@ import time
 from pathlib import Path
 
 from agent import control
-from agent.commands.common import confirm, connect_to_daemon, load_or_default, whole_number
+from agent.commands.common import (
+    confirm,
+    connect_to_daemon,
+    daemon_error,
+    load_or_default,
+    whole_number,
+)
 from agent.config import Config
 from agent.errors import EXIT_FAILURE, EXIT_OK, GaugeError
 from agent.i18n import N_, _
@@ -92,7 +98,7 @@ def execute(args: argparse.Namespace) -> int:
     try:
         for answer in control.answers(client):
             if not answer.get("ok") and "testing" not in answer:
-                raise GaugeError(_("the daemon says: {error}").format(error=answer.get("error")))
+                raise GaugeError(_("the daemon says: {error}").format(error=daemon_error(answer)))
             if answer.get("ok") and answer.get("testing"):
                 print(_("testing (Ctrl-C ends it)..."), flush=True)
             if answer.get("done"):
