@@ -159,10 +159,22 @@ LATEST_TIME = 4102444800.0
 
 
 def parse_value(text: str) -> float | None:
-    text = text.strip()
-    if not _NUMBER.fullmatch(text):
+    """A number as loggers write it (see _NUMBER), or None.
+
+    float() does the work: among ASCII strings without "_", what it accepts and _NUMBER does not
+    are only "nan" and "inf" spellings (refused by the finiteness check) and surrounding
+    whitespace (allowed anyway). This runs twice a row in a replay; tests/test_replay.py holds
+    it equal to _NUMBER.fullmatch over arbitrary text."""
+    if not text.isascii():
+        text = text.strip()  # a no-break space around a number: spreadsheets write them
+        if not text.isascii():
+            return None
+    if "_" in text:
         return None
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        return None
     return value if math.isfinite(value) else None
 
 
@@ -171,21 +183,32 @@ def parse_time(text: str) -> float | None:
     text = text.strip()
     if not text or not text.isascii():
         return None
-    moment_s = parse_value(text)
+    # ISO first: real recordings carry ISO times (both in ../shared/data do). "YYYY-" cannot
+    # be a number, so this never takes an epoch time for a date.
+    if len(text) >= 10 and text[4] == "-" and text[:4].isdigit():
+        moment_s = _iso_seconds(text)
+    else:
+        moment_s = parse_value(text)
+        if moment_s is None:
+            moment_s = _iso_seconds(text)  # the rarer forms: "20240101T000000Z", week dates
     if moment_s is None:
-        if text.endswith(("Z", "z")):
-            text = text[:-1] + "+00:00"
-        try:
-            moment = dt.datetime.fromisoformat(text)
-        except ValueError:
-            return None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=dt.UTC)
-        try:
-            moment_s = moment.timestamp()
-        except (OverflowError, ValueError):
-            return None
+        return None
     return moment_s if EARLIEST_TIME <= moment_s <= LATEST_TIME else None
+
+
+def _iso_seconds(text: str) -> float | None:
+    if text[-1] in "Zz":
+        text = text[:-1] + "+00:00"
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    try:
+        return moment.timestamp()
+    except (OverflowError, ValueError):
+        return None
 
 
 def _open_text(path: Path) -> IO[str]:

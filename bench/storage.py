@@ -124,6 +124,28 @@ def bench_enqueue(count: int, rounds: int = 3) -> dict:
     }
 
 
+def bench_put_at_depth(big_rows: int, count: int = 300, rounds: int = 3) -> dict:
+    """Durable put (submit + flush, one fsync'd commit each, as every sample) into an outbox
+    holding `big_rows` against an empty one: a long outage must not slow the sampling.
+    Alternating rounds, best of each."""
+    results: dict[str, list[float]] = {"empty": [], "big": []}
+    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as directory:
+        for label, rows in (("empty", 0), ("big", big_rows)):
+            _filled_outbox(Path(directory) / f"{label}.sqlite", rows)
+        for _ in range(rounds):
+            for label in results:
+                box = Outbox(Path(directory) / f"{label}.sqlite")
+                box.submit(READING, time.time(), BODY)
+                box.flush()
+                started = time.perf_counter()
+                for _ in range(count):
+                    box.submit(READING, time.time(), BODY)
+                    box.flush()
+                results[label].append((time.perf_counter() - started) / count * 1e6)
+                box.close()
+    return {"empty_us": min(results["empty"]), "big_us": min(results["big"])}
+
+
 def _filled_outbox(path: Path, rows: int) -> None:
     box = Outbox(path)
     box.close()
@@ -229,25 +251,7 @@ def bench_first_sample(big_rows: int, rounds: int = 3) -> dict:
 def bench_drain(count: int) -> dict:
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as directory:
         directory = Path(directory)
-        (directory / "token").write_text("bench-token")
-        (directory / "receiver-tokens").write_text("benanga-01 bench-token\n")
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        receiver = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "agent.receiver",
-                "--port",
-                str(port),
-                "--db",
-                str(directory / "receiver.sqlite"),
-                "--token-file",
-                str(directory / "receiver-tokens"),
-            ],
-            stderr=subprocess.DEVNULL,
-        )
+        receiver, port = _start_receiver(directory)
         try:
             time.sleep(1.0)
             box = Outbox(directory / "outbox.sqlite")
@@ -263,6 +267,8 @@ def bench_drain(count: int) -> dict:
             started = time.perf_counter()
             uploader.start()
             while box.stats()["depth"] > 0:
+                if time.perf_counter() - started > 300:
+                    raise RuntimeError(f"the uploader did not drain: {uploader.stats()}")
                 time.sleep(0.01)
             elapsed = time.perf_counter() - started
             uploader.stop()
@@ -271,6 +277,106 @@ def bench_drain(count: int) -> dict:
             receiver.terminate()
             receiver.wait(timeout=10)
     return {"readings_per_s": count / elapsed, "seconds": elapsed}
+
+
+def _start_receiver(directory: Path) -> tuple[subprocess.Popen, int]:
+    """The reference receiver as its own process, taking station bench-01's token."""
+    (directory / "token").write_text("bench-token")
+    (directory / "token").chmod(0o600)
+    (directory / "receiver-tokens").write_text("bench-01 bench-token\n")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    receiver = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "agent.receiver",
+            "--port",
+            str(port),
+            "--db",
+            str(directory / "receiver.sqlite"),
+            "--token-file",
+            str(directory / "receiver-tokens"),
+        ],
+        stderr=subprocess.DEVNULL,
+    )
+    return receiver, port
+
+
+def _process_cpu_s(pid: int) -> float:
+    """User + system CPU of a process so far (from /proc: the whole daemon, every thread)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def bench_daemon_cpu(seconds: float = 30.0, interval_s: float = 0.5) -> dict:
+    """CPU of the whole daemon (the real `gauge-agent run` process: sampling, outputs, outbox,
+    uploader) per sample in Normal, uploading to the reference receiver against store only.
+    The default 10 s interval with batch_s = 60 is compressed to `interval_s` with batch_s six
+    intervals: the same readings per delivery, in bench time. CPU from /proc over `seconds`
+    after the daemon has settled."""
+    root = Path(__file__).resolve().parent.parent
+    results = {}
+    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as directory:
+        directory = Path(directory)
+        receiver, port = _start_receiver(directory)
+        try:
+            time.sleep(1.0)
+            for label, uplink in (
+                ("store_only", ""),
+                (
+                    "uploading",
+                    f'[uplink]\nurl = "http://127.0.0.1:{port}/ingest"\n'
+                    f'token_file = "{directory / "token"}"\nbatch_s = {6 * interval_s}\n',
+                ),
+            ):
+                base = directory / label
+                (base / "state").mkdir(parents=True)
+                config = base / "config.toml"
+                config.write_text(
+                    f'[station]\nid = "bench-01"\n'
+                    f'[storage]\nstate_dir = "{base / "state"}"\nruntime_dir = "{base / "run"}"\n'
+                    f"[sensor]\ninterval_s = {interval_s}\nalarm_interval_s = {interval_s}\n"
+                    '[sensor.simulated]\nscenario = "calm"\nspike_probability = 0.0\n'
+                    "no_echo_probability = 0.0\n" + uplink
+                )
+                process = subprocess.Popen(
+                    [sys.executable, "-m", "agent", "run", "--simulate", "--config", str(config)],
+                    cwd=root,
+                    stderr=subprocess.DEVNULL,
+                    env={**os.environ, "GPIOZERO_PIN_FACTORY": "mock"},
+                )
+                status = base / "run" / "status.json"
+                try:
+                    deadline = time.monotonic() + 60
+                    while _samples(status) < 10:
+                        if process.poll() is not None or time.monotonic() > deadline:
+                            raise RuntimeError(f"the daemon did not sample ({label})")
+                        time.sleep(0.05)
+                    cpu, samples = _process_cpu_s(process.pid), _samples(status)
+                    time.sleep(seconds)
+                    cpu = _process_cpu_s(process.pid) - cpu
+                    samples = _samples(status) - samples
+                    results[label] = cpu / samples * 1e6
+                    if uplink:  # it really delivered, in batches, all along
+                        uploaded = __import__("json").loads(status.read_text())["uplink"]
+                        if uploaded["delivered"] < samples:
+                            raise RuntimeError(f"the daemon did not upload: {uploaded}")
+                finally:
+                    process.terminate()
+                    process.wait(30)
+        finally:
+            receiver.terminate()
+            receiver.wait(timeout=10)
+    return {"store_only_us": results["store_only"], "uploading_us": results["uploading"]}
+
+
+def _samples(status: Path) -> int:
+    try:
+        return int(__import__("json").loads(status.read_text())["samples"])
+    except (OSError, ValueError, KeyError):
+        return 0
 
 
 def disk_note() -> str:

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from agent.config import Config
 from agent.replay import ReplayOptions, run_replay
 from tests.conftest import run_cli, shared_data
+from tests.recordings import floodnet_settings
 
 USGS_THRESHOLDS = (
     'alarm.levels=[{name="waspada",above_m=7.0},{name="siaga",above_m=9.0},'
@@ -137,36 +138,10 @@ def test_brays_bayou_rate_alarm_warns_before_the_first_threshold():
 def floodnet(
     *extra: str, name: str = "duly_pro_vervet", street_mm: int = 2754
 ) -> tuple[list[dict], str]:
-    """A FloodNet street sensor: raw MB7389 distances in mm, the street `street_mm` below it.
-
-    Thresholds stated for the tests, as water depth on the street: waspada 0.10 m, siaga
-    0.20 m, awas 0.30 m; the sensor codes 9999/5000/300/500 are "no reading". The rate limit is
-    the shipped one (1.5 m/h): faster than any real rise in these recordings (the fastest,
-    ugliest_cyan_elephant on 12 June, is about 0.75 m/h).
-    """
+    """A FloodNet street sensor as tests/recordings.py sets it up."""
     return replay(
         str(shared_data(f"floodnet_{name}.csv")),
-        "--value-column",
-        "dist_mm",
-        "--value-kind",
-        "distance",
-        "--unit",
-        "mm",
-        "--set",
-        "sensor.invalid_values=[9999, 5000, 300, 500]",
-        "--set",
-        "sensor.max_range_m=5.0",
-        "--set",
-        f"calibration.sensor_elevation_m={street_mm / 1000}",
-        "--set",
-        'alarm.levels=[{name="waspada",above_m=0.10},{name="siaga",above_m=0.20},'
-        '{name="awas",above_m=0.30}]',
-        "--set",
-        "alarm.deadband_m=0.02",
-        "--set",
-        "alarm.stale_after_s=600",
-        "--set",
-        "alarm.rate.rise_m_per_h=0.15",
+        *floodnet_settings(street_mm),
         *extra,
     )
 
@@ -427,6 +402,27 @@ def test_numbers_are_parsed_as_loggers_write_them_and_nothing_else(text, value):
     assert parse_value(text) == value
 
 
+@settings(max_examples=3000, deadline=None)
+@given(
+    st.one_of(
+        st.text(),
+        st.text(alphabet="0123456789+-.eE_ \tnaifINFxX", max_size=12),
+        st.floats().map(repr),
+    )
+)
+def test_a_number_is_what_the_logger_grammar_says_and_nothing_else(text):
+    """parse_value lets float() do the work; the grammar (_NUMBER) is the reference."""
+    import math
+
+    from agent.replay import _NUMBER, parse_value
+
+    stripped = text.strip()
+    expected = None
+    if _NUMBER.fullmatch(stripped) and math.isfinite(float(stripped)):
+        expected = float(stripped)
+    assert parse_value(text) == expected
+
+
 @pytest.mark.parametrize(
     "text, moment",
     [
@@ -439,6 +435,12 @@ def test_numbers_are_parsed_as_loggers_write_them_and_nothing_else(text, value):
         ("nan", None),
         ("9999-12-31T23:59:59+00:00", None),
         ("0001-01-01T00:00:00+14:00", None),
+        ("2024-01-01T00:00:00z", 1704067200.0),
+        ("2024-01-01", 1704067200.0),
+        ("2023-05-29 12:05:02.009000+00:00", 1685361902.009),
+        ("20240101T000000Z", 1704067200.0),
+        ("1.0e-5", 1e-05),
+        ("2024-1-01", None),
     ],
 )
 def test_times_are_iso_8601_or_epoch_seconds_within_reason(text, moment):
