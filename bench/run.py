@@ -234,6 +234,8 @@ def bench_storage(args) -> None:
         put["empty_us"],
         rows=args.outbox_rows,
         target_ratio=1.2,
+        bytes_per_put_at_1M_rows=round(put["big_bytes"]),
+        bytes_per_put_empty=round(put["empty_bytes"]),
     )
     dequeue = bench_dequeue(args.outbox_rows)
     emit(
