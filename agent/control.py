@@ -16,7 +16,9 @@ request per line, JSON lines back:
     {"command": "siren-test", "pattern": NAME, "seconds": N, "quiet": false}
                                       -> sounds it while the client stays (see siren_test_handler)
 
-Anything else gets {"ok": false, "error": "..."}. The sampling thread never waits for a client:
+Anything else gets {"ok": false, "error": "...", "message": "...", "values": {...}}: the
+English words, and the message with its {names} and their values for a command to say it in
+the technician's language (commands.common.daemon_error). The sampling thread never waits for a client:
 each sample is offered to every reader's small queue and a reader that does not keep up misses
 samples (counted in its last line), it never delays one.
 """

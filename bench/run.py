@@ -176,7 +176,7 @@ def bench_storage(args) -> None:
         bench_first_sample,
         bench_put_at_depth,
         bench_reopen,
-        upload_cost,
+        upload_costs,
     )
 
     enqueue = bench_enqueue(1000)
@@ -201,7 +201,8 @@ def bench_storage(args) -> None:
         "persist_queue_bytes_per_put",
         enqueue["peer_bytes"],
     )
-    store_only, each, batched = upload_cost(0), upload_cost(1), upload_cost(6)
+    costs = upload_costs((0, 1, 6))
+    store_only, each, batched = costs[0], costs[1], costs[6]
     emit(
         "bytes_written_per_reading_uploading_in_calm_batches",
         batched["bytes"],

@@ -91,6 +91,23 @@ def upload_cost(readings_per_delivery: int, rounds: int = 60) -> dict:
     return result
 
 
+def upload_costs(variants: tuple[int, ...], repeats: int = 5) -> dict[int, dict]:
+    """upload_cost for each variant, in turn, `repeats` times; the least CPU of each (CPU time
+    here drifts by a third between back-to-back measurements, and a ratio of two figures
+    taken minutes apart measured the drift)."""
+    runs: dict[int, list[dict]] = {variant: [] for variant in variants}
+    for _ in range(repeats):
+        for variant in variants:
+            runs[variant].append(upload_cost(variant))
+    return {
+        variant: {
+            "bytes": min(run["bytes"] for run in results),
+            "cpu_us": min(run["cpu_us"] for run in results),
+        }
+        for variant, results in runs.items()
+    }
+
+
 def _peer(count: int) -> tuple[float, float]:
     from persistqueue import SQLiteAckQueue
 
