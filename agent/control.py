@@ -18,9 +18,11 @@ request per line, JSON lines back:
 
 Anything else gets {"ok": false, "error": "...", "message": "...", "values": {...}}: the
 English words, and the message with its {names} and their values for a command to say it in
-the technician's language (commands.common.daemon_error). The sampling thread never waits for a client:
-each sample is offered to every reader's small queue and a reader that does not keep up misses
-samples (counted in its last line), it never delays one.
+the technician's language (commands.common.daemon_error).
+
+The sampling thread never waits for a client: each sample is offered to every reader's small
+queue and a reader that does not keep up misses samples (counted in its last line), it never
+delays one.
 """
 
 from __future__ import annotations
