@@ -46,6 +46,9 @@ from datetime import datetime
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
+from agent.errors import UnreadableFile
+from agent.files import read_small_file
+
 MAX_BODY_BYTES = 8 * 1024 * 1024
 SOCKET_TIMEOUT_S = 10.0  # per read or write on a connection
 TLS_HANDSHAKE_TIMEOUT_S = 5.0
@@ -87,7 +90,9 @@ def read_token_file(path: Path) -> dict[str, str]:
     id the gauge could not have, and a token used for two stations."""
     tokens: dict[str, str] = {}
     problems = []
-    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
+    # Only a small regular file: a FIFO or a device given by mistake is an error, not a hang.
+    text = read_small_file(path).decode("utf-8-sig")
+    for number, line in enumerate(text.splitlines(), start=1):
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
@@ -475,8 +480,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         tokens = read_token_file(args.token_file)
-    except OSError as error:
-        print(f"receiver: cannot read {args.token_file}: {error.strerror}", file=sys.stderr)
+    except UnreadableFile as error:
+        print(f"receiver: {error}", file=sys.stderr)
         return 1
     except ValueError as error:
         print(f"receiver: {error}", file=sys.stderr)

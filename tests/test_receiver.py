@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import socket
 import ssl
 import subprocess
@@ -221,6 +222,28 @@ def test_a_token_file_that_would_accept_anyone_or_is_ambiguous_is_refused(
         timeout=30,
     )
     assert result.returncode == 1 and problem in result.stderr
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory", "missing"])
+def test_a_token_file_that_is_not_a_file_is_an_error_at_once_not_a_hang(tmp_path, kind):
+    path = tmp_path / "tokens"
+    if kind == "fifo":
+        os.mkfifo(path)  # no writer: reading it would wait for ever
+    elif kind == "directory":
+        path.mkdir()
+    result = subprocess.run(
+        [sys.executable, "-m", "agent.receiver", "--token-file", str(path), "--port", "0"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=30,
+    )
+    expected = {
+        "fifo": "is not a regular file",
+        "directory": "is a directory",
+        "missing": "no such file",
+    }[kind]
+    assert result.returncode == 1 and result.stderr.startswith(f"receiver: {path}: {expected}")
 
 
 def test_a_token_file_with_a_bom_and_comments_maps_stations(tmp_path):
