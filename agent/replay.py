@@ -165,11 +165,10 @@ def parse_value(text: str) -> float | None:
     are only "nan" and "inf" spellings (refused by the finiteness check) and surrounding
     whitespace (allowed anyway). This runs twice a row in a replay; tests/test_replay.py holds
     it equal to _NUMBER.fullmatch over arbitrary text."""
-    if not text.isascii():
-        text = text.strip()  # a no-break space around a number: spreadsheets write them
-        if not text.isascii():
-            return None
-    if "_" in text:
+    # Stripped as str.strip does (it also takes \x1c-\x1f and a no-break space, which
+    # float() does not), then float() under the grammar.
+    text = text.strip()
+    if not text.isascii() or "_" in text:
         return None
     try:
         value = float(text)

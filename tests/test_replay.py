@@ -406,7 +406,7 @@ def test_numbers_are_parsed_as_loggers_write_them_and_nothing_else(text, value):
 @given(
     st.one_of(
         st.text(),
-        st.text(alphabet="0123456789+-.eE_ \tnaifINFxX", max_size=12),
+        st.text(alphabet="0123456789+-.eE_ \t\x1c\x1f\xa0naifINFxX", max_size=12),
         st.floats().map(repr),
     )
 )
