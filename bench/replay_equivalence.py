@@ -20,7 +20,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.recordings import FLOODNET_STREET_MM, floodnet_settings  # noqa: E402
+from tests.recordings import (  # noqa: E402
+    FLOODNET_STREET_MM,
+    USGS_RIVER_RATE,
+    USGS_STATIONS,
+    floodnet_settings,
+    usgs_settings,
+)
 
 DATA = Path(os.environ.get("GAUGE_SHARED_DATA", ROOT.parent / "shared" / "data"))
 LEVELS = (
@@ -38,30 +44,13 @@ def recordings(directory: Path) -> list[tuple[str, list[str]]]:
             runs.append((name, [str(path), *floodnet_settings(street_mm)]))
     usgs = DATA / "usgs_tax_day_2016.csv"
     if usgs.exists():
-        for station in ("08074000", "08073600", "08075000", "08075500"):
+        for station in USGS_STATIONS:
             runs.append(
                 (
                     f"usgs_{station}",
-                    [
-                        str(usgs),
-                        "--time-column",
-                        "timestamp",
-                        "--value-column",
-                        "gage_height_ft",
-                        "--unit",
-                        "ft",
-                        "--where",
-                        f"station_id={station}",
-                        "--set",
-                        'alarm.levels=[{name="waspada",above_m=7.0},{name="siaga",above_m=9.0},'
-                        '{name="awas",above_m=11.0}]',
-                        "--set",
-                        "filter.max_rate_m_per_min=0.5",
-                        "--set",
-                        "alarm.stale_after_s=1800",
-                        "--set",
-                        "filter.reject_to_fault_s=3600",
-                    ],
+                    [str(usgs), *usgs_settings(station)]
+                    + ["--set", USGS_RIVER_RATE, "--set", "alarm.stale_after_s=1800"]
+                    + ["--set", "filter.reject_to_fault_s=3600"],
                 )
             )
     year = directory / "year_iso.csv"

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -178,7 +179,7 @@ def _filled_outbox(path: Path, rows: int) -> None:
     box = Outbox(path)
     box.close()
     connection = sqlite3.connect(path)
-    body = __import__("json").dumps(BODY)
+    body = json.dumps(BODY)
     start = 1.7e9
     with connection:
         connection.executemany(
@@ -391,7 +392,7 @@ def bench_daemon_cpu(seconds: float = 30.0, interval_s: float = 0.5) -> dict:
                     samples = _samples(status) - samples
                     results[label] = cpu / samples * 1e6
                     if uplink:  # it really delivered, in batches, all along
-                        uploaded = __import__("json").loads(status.read_text())["uplink"]
+                        uploaded = json.loads(status.read_text())["uplink"]
                         if uploaded["delivered"] < samples:
                             raise RuntimeError(f"the daemon did not upload: {uploaded}")
                 finally:
@@ -405,7 +406,7 @@ def bench_daemon_cpu(seconds: float = 30.0, interval_s: float = 0.5) -> dict:
 
 def _samples(status: Path) -> int:
     try:
-        return int(__import__("json").loads(status.read_text())["samples"])
+        return int(json.loads(status.read_text())["samples"])
     except (OSError, ValueError, KeyError):
         return 0
 

@@ -3,6 +3,33 @@ state for them, shared with bench/replay_equivalence.py so both replay the same 
 
 from __future__ import annotations
 
+USGS_THRESHOLDS = (
+    'alarm.levels=[{name="waspada",above_m=7.0},{name="siaga",above_m=9.0},'
+    '{name="awas",above_m=11.0}]'
+)
+# A flashy urban bayou, not the reservoir: Brays Bayou rose 3.9 m in an hour on Tax Day, so the
+# river-gauge example from config.toml (0.5 m/min), not the Benanga default.
+USGS_RIVER_RATE = "filter.max_rate_m_per_min=0.5"
+USGS_STATIONS = ("08074000", "08073600", "08075000", "08075500")
+
+
+def usgs_settings(station: str) -> list[str]:
+    """One of the four Houston gauges in usgs_tax_day_2016.csv: stage in feet, ISO times with
+    an offset, the thresholds the tests state (7 / 9 / 11 m)."""
+    return [
+        "--time-column",
+        "timestamp",
+        "--value-column",
+        "gage_height_ft",
+        "--unit",
+        "ft",
+        "--where",
+        f"station_id={station}",
+        "--set",
+        USGS_THRESHOLDS,
+    ]
+
+
 # Streets under the FloodNet sensors, in mm from the sensor (their READMEs).
 FLOODNET_STREET_MM = {"duly_pro_vervet": 2754, "duly_star_bee": 2507, "ugliest_cyan_elephant": 1850}
 

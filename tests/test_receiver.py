@@ -214,14 +214,19 @@ def test_a_token_file_that_would_accept_anyone_or_is_ambiguous_is_refused(
     path.write_text(content)
     with pytest.raises(ValueError, match=problem.replace("(", r"\(")):
         read_token_file(path)
-    result = subprocess.run(
-        [sys.executable, "-m", "agent.receiver", "--token-file", str(path), "--port", "0"],
+    result = start_receiver_cli(path)
+    assert result.returncode == 1 and problem in result.stderr
+
+
+def start_receiver_cli(token_file) -> subprocess.CompletedProcess:
+    """The receiver as the city's server starts it, expected to refuse its token file."""
+    return subprocess.run(
+        [sys.executable, "-m", "agent.receiver", "--token-file", str(token_file), "--port", "0"],
         capture_output=True,
         text=True,
         cwd=ROOT,
         timeout=30,
     )
-    assert result.returncode == 1 and problem in result.stderr
 
 
 @pytest.mark.parametrize("kind", ["fifo", "directory", "missing"])
@@ -231,13 +236,7 @@ def test_a_token_file_that_is_not_a_file_is_an_error_at_once_not_a_hang(tmp_path
         os.mkfifo(path)  # no writer: reading it would wait for ever
     elif kind == "directory":
         path.mkdir()
-    result = subprocess.run(
-        [sys.executable, "-m", "agent.receiver", "--token-file", str(path), "--port", "0"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=30,
-    )
+    result = start_receiver_cli(path)
     expected = {
         "fifo": "is not a regular file",
         "directory": "is a directory",

@@ -13,15 +13,7 @@ from hypothesis import strategies as st
 from agent.config import Config
 from agent.replay import ReplayOptions, run_replay
 from tests.conftest import run_cli, shared_data
-from tests.recordings import floodnet_settings
-
-USGS_THRESHOLDS = (
-    'alarm.levels=[{name="waspada",above_m=7.0},{name="siaga",above_m=9.0},'
-    '{name="awas",above_m=11.0}]'
-)
-# A flashy urban bayou, not the reservoir: Brays Bayou rose 3.9 m in an hour on Tax Day, so the
-# river-gauge example from config.toml (0.5 m/min), not the Benanga default.
-USGS_RIVER_RATE = "filter.max_rate_m_per_min=0.5"
+from tests.recordings import USGS_RIVER_RATE, floodnet_settings, usgs_settings
 
 
 def replay(*args: str) -> tuple[list[dict], str]:
@@ -57,16 +49,7 @@ def test_brays_bayou_tax_day_flood_raises_every_level_when_the_stage_crossed_it(
     """
     events, summary = replay(
         str(shared_data("usgs_tax_day_2016.csv")),
-        "--time-column",
-        "timestamp",
-        "--value-column",
-        "gage_height_ft",
-        "--unit",
-        "ft",
-        "--where",
-        "station_id=08075000",
-        "--set",
-        USGS_THRESHOLDS,
+        *usgs_settings("08075000"),
         "--set",
         USGS_RIVER_RATE,
         "--set",
@@ -106,16 +89,7 @@ def test_brays_bayou_tax_day_flood_raises_every_level_when_the_stage_crossed_it(
 def test_brays_bayou_rate_alarm_warns_before_the_first_threshold():
     events, _ = replay(
         str(shared_data("usgs_tax_day_2016.csv")),
-        "--time-column",
-        "timestamp",
-        "--value-column",
-        "gage_height_ft",
-        "--unit",
-        "ft",
-        "--where",
-        "station_id=08075000",
-        "--set",
-        USGS_THRESHOLDS,
+        *usgs_settings("08075000"),
         "--set",
         USGS_RIVER_RATE,
         "--set",
@@ -327,16 +301,7 @@ def test_plot_is_written_as_a_png(tmp_path):
     out = tmp_path / "replay.png"
     _, summary = replay(
         str(shared_data("usgs_tax_day_2016.csv")),
-        "--time-column",
-        "timestamp",
-        "--value-column",
-        "gage_height_ft",
-        "--unit",
-        "ft",
-        "--where",
-        "station_id=08075000",
-        "--set",
-        USGS_THRESHOLDS,
+        *usgs_settings("08075000"),
         "--plot",
         str(out),
     )
