@@ -228,6 +228,15 @@ class AlarmEngine:
                 self.rate_clear_since = None
 
     def _evaluate(self, now: float, events: list[Event]) -> None:
+        if (
+            not self.state
+            and not self.rate_active
+            and self.rate_since is None
+            and (not self.raise_since or self.raise_since[0] is None)
+        ):
+            # Normal with nothing on its way up: nothing below can change (the common case:
+            # most of a year of samples; a replay runs this for every one).
+            return
         warning_before = self.warning
         if self.state < len(self.thresholds) and self.raise_since[self.state] is not None:
             self._escalate(now, events)

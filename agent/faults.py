@@ -113,41 +113,48 @@ class FaultMonitor:
         now = measurement.time
         active = self.active
         changes: list[tuple[str, bool]] = []
-        disproved: list[str] = []  # faults this sample shows to be over
         reason = measurement.reason
         self.last_reason = reason
-        if measurement.raw is None and reason not in PIPELINE_REASONS:  # a driver error
+        from_driver = not (measurement.raw is None and reason not in PIPELINE_REASONS)
+        if from_driver:
+            self.driver_errors = 0
+        else:  # a driver error
             self.driver_errors += 1
             if self.driver_errors >= self.fail_to_fault and "sensor" not in active:
                 active.add("sensor")
                 changes.append(("sensor", True))
-        else:
-            self.driver_errors = 0
-            disproved.append("sensor")
-        if measurement.valid:
+        valid = measurement.valid
+        moved = False
+        if valid:
             self.last_valid_t = now
             self.first_out_of_range_t = None
-            disproved += ("stale", "out_of_range")
             level = measurement.level_m
             assert level is not None, "a valid reading has a level"
             if self.stuck_value is None or abs(level - self.stuck_value) > self.stuck_tolerance_m:
                 self.stuck_value = level
                 self.stuck_since = now
-                disproved.append("stuck")
+                moved = True
         elif reason == OUT_OF_RANGE and self.first_out_of_range_t is None:
             self.first_out_of_range_t = now
-        if measurement.accepted:
+        accepted = measurement.accepted
+        if accepted:
             self.first_rejected_t = None
             self.unexplained_refusals = False
-            disproved.append("implausible")
         elif reason in REJECTED_REASONS:
             if self.first_rejected_t is None:
                 self.first_rejected_t = now
             if reason == IMPLAUSIBLE:
                 self.unexplained_refusals = True
         if active:  # usually empty: a year of quiet samples skips this
-            for fault in disproved:
-                if fault in active:
+            # The faults this sample shows to be over.
+            for fault, over in (
+                ("sensor", from_driver),
+                ("stale", valid),
+                ("out_of_range", valid),
+                ("stuck", moved),
+                ("implausible", accepted),
+            ):
+                if over and fault in active:
                     active.discard(fault)
                     changes.append((fault, False))
         deadline = self.next = self.next_deadline()

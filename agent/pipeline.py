@@ -192,9 +192,14 @@ class RateOfRise:
                 self.stv -= x * v
             if now - self.t_ref > 4 * self.window_s:
                 self._rebuild()  # keep x = t - t_ref small: amortised O(1), precision ~1e-12
-        if self.n < 3 or now - points[0][0] < self.window_s / 2:
+        n = self.n
+        if n < 3 or now - points[0][0] < self.window_s / 2:
             return None
-        return self.rate()
+        # rate(), written out: its checks are the ones just made.
+        denominator = n * self.stt - self.st * self.st
+        if denominator <= 0:
+            return None
+        return (n * self.stv - self.st * self.sv) / denominator * 3600.0
 
     def rate(self) -> float | None:
         points = self.points
