@@ -8,8 +8,9 @@ dequeue at 1M rows within 2x of empty, <= 8 KiB written per durable reading.
 Target (issue #7): the multi-hypothesis gate well under a millisecond per sample, against the
 old single-anchor gate (bench/legacy_gate.py) on the same readings.
 Targets (issue #13): an idle output thread near a process blocked on an Event; siren latency from
-the alarm decision to the pin p99 under 10 ms; durable put at 1M queued within 1.2x of empty;
-replay of ISO-time recordings at 300,000 samples/s against a csv + float + compare floor.
+the reading to the pin p99 under 10 ms, also while the upstream hangs; durable put at 1M queued
+within 1.2x of empty; replay of ISO-time recordings at 300,000 samples/s against a csv + float +
+compare floor (and the most a pure-Python replay could reach, bench/replay_ceiling.py).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from agent.alarm import AlarmEngine
 from agent.config import build_config
 from agent.pipeline import Pipeline
 from agent.replay import ReplayOptions, run_replay
+from bench.replay_ceiling import quiet_loop
 
 SAMPLES = 1_000_000
 YEAR_OF_10S_SAMPLES = 365 * 24 * 360
@@ -149,22 +151,28 @@ def bench_outputs() -> None:
         "old_50ms_tick_ms_per_s",
         idle["old"],
     )
-    latency = bench_siren_latency()
-    emit(
-        "siren_latency_p50_ms",
-        latency["p50_ms"],
-        "ms",
-        "old_50ms_tick_p50_ms",
-        latency["old_p50_ms"],
-    )
-    emit(
-        "siren_latency_p99_ms",
-        latency["p99_ms"],
-        "ms",
-        "old_50ms_tick_p99_ms",
-        latency["old_p99_ms"],
-        target_ms=10.0,
-    )
+    # Reading to siren pin through the whole daemon. The target holds in every case: with
+    # the upstream answering, with it hanging in a request, and with no uplink at all.
+    for upstream in ("up", "hanging", "none"):
+        latency = bench_siren_latency(upstream)
+        suffix = "" if upstream == "up" else f"_upstream_{upstream}"
+        emit(
+            f"siren_latency_p50_ms{suffix}",
+            latency["p50_ms"],
+            "ms",
+            "old_50ms_tick_p50_ms",
+            latency["old_p50_ms"],
+            upstream_requests=latency["upstream_requests"],
+        )
+        emit(
+            f"siren_latency_p99_ms{suffix}",
+            latency["p99_ms"],
+            "ms",
+            "old_50ms_tick_p99_ms",
+            latency["old_p99_ms"],
+            target_ms=10.0,
+            upstream_requests=latency["upstream_requests"],
+        )
 
 
 def bench_storage(args) -> None:
@@ -429,6 +437,7 @@ def bench_pipeline(args) -> None:
             return above
 
         floor_s = min(timed(floor) for _ in range(2))
+        ceiling_s = min(timed(lambda: quiet_loop(path, config)) for _ in range(2))
         size_mb = os.path.getsize(path) / 1e6
     rate = len(series) / replay_s
     emit(
@@ -442,6 +451,16 @@ def bench_pipeline(args) -> None:
         year_of_10s_samples_s=round(YEAR_OF_10S_SAMPLES / rate, 1),
         events=out.getvalue().count("\n"),
         target_samples_per_s=300_000,
+    )
+    # The most a pure-Python replay could reach on this machine (bench/replay_ceiling.py):
+    # parsing and every quiet-sample state update written out in one loop.
+    emit(
+        "replay_ceiling_rows_per_s_inlined_quiet_loop",
+        len(series) / ceiling_s,
+        "rows/s",
+        "csv_float_compare_rows_per_s",
+        len(series) / floor_s,
+        samples=len(series),
     )
 
 

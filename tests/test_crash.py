@@ -13,23 +13,9 @@ from agent.outputs import GpioOutputs
 from agent.receiver import ReferenceReceiver
 from agent.uplink import Uploader
 from tests.conftest import config_from, wait_for
+from tests.sensors import LiveSensor
 
 TOKEN = "crash-test-token"
-
-
-class LiveSensor:
-    """A distance the test sets; read every sample."""
-
-    value_kind, unit, unit_to_m = "distance", "m", 1.0
-
-    def __init__(self, distance_m: float):
-        self.distance_m = distance_m
-
-    def read_burst(self, count):
-        return [(self.distance_m, None)] * count
-
-    def close(self):
-        pass
 
 
 @pytest.mark.slow
