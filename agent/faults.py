@@ -115,8 +115,10 @@ class FaultMonitor:
         changes: list[tuple[str, bool]] = []
         reason = measurement.reason
         self.last_reason = reason
-        from_driver = not (measurement.raw is None and reason not in PIPELINE_REASONS)
-        if from_driver:
+        # The driver answered: a value, or no value for a reason the pipeline gave (not the
+        # driver's own error). That clears `sensor`.
+        driver_answered = not (measurement.raw is None and reason not in PIPELINE_REASONS)
+        if driver_answered:
             self.driver_errors = 0
         else:  # a driver error
             self.driver_errors += 1
@@ -148,7 +150,7 @@ class FaultMonitor:
         if active:  # usually empty: a year of quiet samples skips this
             # The faults this sample shows to be over.
             for fault, over in (
-                ("sensor", from_driver),
+                ("sensor", driver_answered),
                 ("stale", valid),
                 ("out_of_range", valid),
                 ("stuck", moved),
