@@ -195,22 +195,11 @@ class RateOfRise:
         n = self.n
         if n < 3 or now - points[0][0] < self.window_s / 2:
             return None
-        # rate(), written out: its checks are the ones just made.
+        # The least-squares slope of the points in the window.
         denominator = n * self.stt - self.st * self.st
         if denominator <= 0:
             return None
         return (n * self.stv - self.st * self.sv) / denominator * 3600.0
-
-    def rate(self) -> float | None:
-        points = self.points
-        if self.n < 3 or points[-1][0] - points[0][0] < self.window_s / 2:
-            return None
-        n = self.n
-        denominator = n * self.stt - self.st * self.st
-        if denominator <= 0:
-            return None
-        slope_per_s = (n * self.stv - self.st * self.sv) / denominator
-        return slope_per_s * 3600.0
 
 
 class Pipeline:
